@@ -1,0 +1,92 @@
+/**
+ * Every error the library throws on its own account. Codes are stable and
+ * meant for `err.code` checks; messages are for people and may change.
+ * Failed system calls are not here: they surface as Node-style system errors
+ * (`code` 'ENOENT', `errno`, `syscall`, `path`), exactly as `fs` reports them.
+ */
+
+export type ErrorCode =
+  /** The channel or end was closed (by this process, or the peer closed a direction that needs it). */
+  | 'ERR_CHANNEL_CLOSED'
+  /** The region was closed; its buffer no longer reaches the shared object. */
+  | 'ERR_REGION_CLOSED'
+  /** The other end's process died without closing. */
+  | 'ERR_PEER_DEAD'
+  /** A message is larger than the receiving end accepts. */
+  | 'ERR_MESSAGE_TOO_LARGE'
+  /** A wait ran past its timeout. */
+  | 'ERR_TIMEOUT'
+  /** A segment's header or records are not what this version of the protocol allows. */
+  | 'ERR_INVALID_SEGMENT'
+  /** An existing region is smaller than the size asked for. */
+  | 'ERR_REGION_TOO_SMALL'
+  /** The channel already has a live end of this kind. */
+  | 'ERR_END_TAKEN'
+  /** A message could not be decoded by the channel's codec. */
+  | 'ERR_DECODE'
+  /** A call that this end's state does not allow now (e.g. two receives at once). */
+  | 'ERR_BUSY'
+  /** This platform lacks what the call needs. */
+  | 'ERR_UNSUPPORTED'
+
+export class ShmChannelError extends Error {
+  readonly code: ErrorCode
+
+  constructor (code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = 'ShmChannelError'
+  }
+}
+
+/** Raised when an `AbortSignal` ends a wait; shaped like Node's own AbortError. */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR'
+
+  constructor (options?: { cause?: unknown }) {
+    super('The operation was aborted', options)
+    this.name = 'AbortError'
+  }
+}
+
+/** `TypeError` naming the option, with Node's code for it. */
+export function invalidType (name: string, expected: string, actual: unknown): TypeError {
+  const err = new TypeError(`"${name}" must be ${expected}, got ${describe(actual)}`)
+  return Object.assign(err, { code: 'ERR_INVALID_ARG_TYPE' })
+}
+
+/** `RangeError` naming the option, with Node's code for it. */
+export function outOfRange (name: string, expected: string, actual: unknown): RangeError {
+  const err = new RangeError(`"${name}" must be ${expected}, got ${describe(actual)}`)
+  return Object.assign(err, { code: 'ERR_OUT_OF_RANGE' })
+}
+
+/** `TypeError` for a value of the right type but unacceptable content. */
+export function invalidValue (name: string, reason: string): TypeError {
+  const err = new TypeError(`"${name}" ${reason}`)
+  return Object.assign(err, { code: 'ERR_INVALID_ARG_VALUE' })
+}
+
+function describe (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value)
+  if (value === null || value === undefined) return String(value)
+  return typeof value === 'object' ? `an instance of ${value.constructor?.name ?? 'Object'}` : typeof value
+}
+
+/** Checks an integer option; `max` inclusive. */
+export function checkInteger (name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number') throw invalidType(name, 'a number', value)
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw outOfRange(name, `an integer from ${min} to ${max}`, value)
+  }
+  return value
+}
+
+/** Checks a timeout in milliseconds: a non-negative number or Infinity. */
+export function checkTimeout (name: string, value: unknown): number {
+  if (value === undefined) return Infinity
+  if (typeof value !== 'number') throw invalidType(name, 'a number of milliseconds', value)
+  if (Number.isNaN(value) || value < 0) throw outOfRange(name, 'a non-negative number of milliseconds or Infinity', value)
+  return value
+}

@@ -1,0 +1,7 @@
+#pragma once
+
+#include <napi.h>
+
+namespace shm {
+void InitRegion(Napi::Env env, Napi::Object exports);
+}
