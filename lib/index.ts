@@ -1,4 +1,10 @@
 /** The public surface of shm-channel. */
+export { Producer, Consumer, createChannelBuffer, DEFAULT_CAPACITY } from './channel'
+export type { ChannelOptions, ConsumerOptions, WaitOptions, WaitStrategy } from './channel'
+export { codecs } from './codecs'
+export type { Codec, CodecName } from './codecs'
+export { RingProducer, RingConsumer, initSegment, checkSegment } from './ring'
+export type { RingMessage } from './ring'
 export { Region, MAX_REGION_SIZE } from './region'
 export type { RegionOptions, OpenOptions, FileOptions } from './region'
 export * as futex from './futex'

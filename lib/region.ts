@@ -53,14 +53,17 @@ export class Region {
   readonly path: string | undefined
   readonly readOnly: boolean
   #handle: MappingHandle | undefined
+  /** Device and inode of the object mapped, to tell it from a later object of the same name. */
+  readonly #identity: string
 
-  private constructor (buffer: SharedArrayBuffer, handle: MappingHandle, source: { name?: string, path?: string }, readOnly: boolean) {
+  private constructor (buffer: SharedArrayBuffer, handle: MappingHandle, source: { name?: string, path?: string }, readOnly: boolean, identity: string) {
     this.buffer = buffer
     this.size = buffer.byteLength
     this.name = source.name
     this.path = source.path
     this.readOnly = readOnly
     this.#handle = handle
+    this.#identity = identity
   }
 
   /** Creates a new shared memory object; `EEXIST` if the name is taken. */
@@ -148,6 +151,26 @@ export class Region {
     binding.shmUnlink(checkName(name))
   }
 
+  /**
+   * Removes this region's name (or file), but only while the name still
+   * refers to the object this region mapped: a newer object created under the
+   * same name by someone else is left alone. Returns true if it removed it.
+   */
+  unlinkIfSame (): boolean {
+    const target = this.name !== undefined ? shmPath(this.name) : this.path
+    if (target === undefined) return false
+    try {
+      const st = fs.statSync(target)
+      if (`${st.dev}:${st.ino}` !== this.#identity) return false
+      if (this.name !== undefined) binding.shmUnlink(this.name)
+      else fs.unlinkSync(target)
+      return true
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw err
+    }
+  }
+
   /** True once `close()` has been called. */
   get closed (): boolean {
     return this.#handle === undefined
@@ -173,7 +196,7 @@ export class Region {
     fs.ftruncateSync(fd, size)
     binding.allocate(fd, size, label)
     const [buffer, handle] = binding.map(fd, size, true, label)
-    return new Region(buffer, handle, source, false)
+    return new Region(buffer, handle, source, false, identity(fd))
   }
 
   static #mapExisting (fd: number, wanted: number, readOnly: boolean, source: { name?: string, path?: string }): Region {
@@ -192,11 +215,21 @@ export class Region {
     }
     if (size > MAX_REGION_SIZE) throw new ShmChannelError('ERR_INVALID_SEGMENT', `${label} is too large to map (${size} bytes)`)
     const [buffer, handle] = binding.map(fd, size, !readOnly, label)
-    return new Region(buffer, handle, source, readOnly)
+    return new Region(buffer, handle, source, readOnly, identity(fd))
   }
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
+
+function identity (fd: number): string {
+  const st = fs.fstatSync(fd)
+  return `${st.dev}:${st.ino}`
+}
+
+/** Where Linux shows a shared memory name in the file system. */
+function shmPath (name: string): string {
+  return '/dev/shm' + name
+}
 
 /**
  * POSIX shared memory names: one optional leading slash, then 1 to 255

@@ -1,0 +1,71 @@
+/**
+ * Codecs turn values into message bytes and back.
+ *
+ * `encode` may return a string: the channel then writes it as UTF-8 straight
+ * into the ring, with no intermediate buffer. `decode` gets a view of the
+ * message that may point into shared memory and is valid only during the
+ * call: copy what you keep.
+ */
+import v8 from 'node:v8'
+
+export interface Codec<T> {
+  readonly name: string
+  encode (value: T): Uint8Array | string
+  decode (bytes: Buffer): T
+}
+
+/** Raw bytes: any Uint8Array (Buffer included) in, a Buffer (a private copy) out. */
+export const bytes: Codec<Uint8Array> = {
+  name: 'bytes',
+  encode (value) {
+    if (!(value instanceof Uint8Array)) throw new TypeError(`the bytes codec sends Uint8Array or Buffer values, got ${typeof value}`)
+    return value
+  },
+  decode (data) { return Buffer.from(data) }
+}
+
+/** Strings, as UTF-8. */
+export const utf8: Codec<string> = {
+  name: 'utf8',
+  encode (value) {
+    if (typeof value !== 'string') throw new TypeError(`the utf8 codec sends strings, got ${typeof value}`)
+    return value
+  },
+  decode (data) { return data.toString('utf8') }
+}
+
+/** JSON values. The default: see docs/codecs.md for the measurements behind that choice. */
+export const json: Codec<unknown> = {
+  name: 'json',
+  encode (value) {
+    const text = JSON.stringify(value)
+    if (text === undefined) throw new TypeError(`the json codec cannot send ${typeof value}`)
+    return text
+  },
+  decode (data) { return JSON.parse(data.toString('utf8')) }
+}
+
+/** Anything the structured clone algorithm takes (Map, Set, Date, typed arrays, BigInt, cycles …), through v8.serialize. */
+export const structured: Codec<unknown> = {
+  name: 'structured',
+  encode (value) { return v8.serialize(value) },
+  decode (data) { return v8.deserialize(data) }
+}
+
+export const codecs = { bytes, utf8, json, structured } as const
+export type CodecName = keyof typeof codecs
+
+export function resolveCodec<T> (codec: Codec<T> | CodecName | undefined): Codec<T> {
+  if (codec === undefined) return json as Codec<T>
+  if (typeof codec === 'string') {
+    const found = (codecs as Record<string, Codec<unknown>>)[codec]
+    if (found === undefined) {
+      throw Object.assign(new TypeError(`"codec" must be one of ${Object.keys(codecs).join(', ')} or an object with encode and decode, got ${JSON.stringify(codec)}`), { code: 'ERR_INVALID_ARG_VALUE' })
+    }
+    return found as Codec<T>
+  }
+  if (typeof codec !== 'object' || codec === null || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
+    throw Object.assign(new TypeError('"codec" must be a codec name or an object with encode and decode functions'), { code: 'ERR_INVALID_ARG_TYPE' })
+  }
+  return codec
+}

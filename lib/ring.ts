@@ -1,0 +1,469 @@
+/**
+ * A lock-free single-producer/single-consumer ring of length-prefixed records
+ * in a shared segment (layout in lib/layout.ts). One process or thread holds
+ * the RingProducer, one the RingConsumer; each class may only be used from
+ * the end it names. Neither blocks: waiting is lib/wait.ts's business.
+ *
+ * Publication: the producer copies a record with plain stores, then makes it
+ * visible with one Atomics.store of its position (sequentially consistent,
+ * so every byte written before it is visible to a consumer whose
+ * Atomics.load returns that position). The consumer hands space back the same
+ * way. Each side caches the other's position and re-reads it only when the
+ * cached value says it must, so in steady state neither touches the other's
+ * cache line per message.
+ */
+import * as L from './layout'
+import { ShmChannelError } from './errors'
+import { wake } from './futex'
+
+function invalid (what: string): ShmChannelError {
+  return new ShmChannelError('ERR_INVALID_SEGMENT', `invalid segment: ${what}`)
+}
+
+/** Writes a fresh header; the magic goes last, so an opener never trusts a half-built header. */
+export function initSegment (buffer: SharedArrayBuffer, capacity: number, initialPosition = 0): void {
+  const h = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
+  h.fill(0)
+  h[L.word(L.VERSION_OFFSET)] = (L.VERSION_MAJOR << 16) | L.VERSION_MINOR
+  h[L.word(L.HEADER_SIZE_OFFSET)] = L.HEADER_SIZE
+  h[L.word(L.CAPACITY_OFFSET)] = capacity
+  h[L.word(L.PRODUCER_POSITION_OFFSET)] = initialPosition | 0
+  h[L.word(L.CONSUMER_POSITION_OFFSET)] = initialPosition | 0
+  Atomics.store(h, L.word(L.MAGIC_OFFSET), L.MAGIC | 0)
+}
+
+/**
+ * Validates a segment's header against the buffer holding it. Returns the
+ * capacity, or 0 while the creator has not finished the header.
+ */
+export function checkSegment (buffer: SharedArrayBuffer): number {
+  if (buffer.byteLength < L.HEADER_SIZE) throw invalid(`${buffer.byteLength} bytes is smaller than a header`)
+  const h = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
+  const magic = Atomics.load(h, L.word(L.MAGIC_OFFSET)) >>> 0
+  if (magic === 0) return 0
+  if (magic !== L.MAGIC) throw invalid(`magic is 0x${magic.toString(16)}, not a shm-channel segment`)
+  const version = h[L.word(L.VERSION_OFFSET)] >>> 0
+  const major = version >>> 16
+  if (major !== L.VERSION_MAJOR) throw invalid(`protocol version ${major}.${version & 0xffff} is not supported (this is ${L.VERSION_MAJOR}.${L.VERSION_MINOR})`)
+  const headerSize = h[L.word(L.HEADER_SIZE_OFFSET)] >>> 0
+  if (headerSize !== L.HEADER_SIZE) throw invalid(`header size ${headerSize}, expected ${L.HEADER_SIZE}`)
+  const capacity = h[L.word(L.CAPACITY_OFFSET)] >>> 0
+  if (capacity < L.MIN_CAPACITY || capacity > L.MAX_CAPACITY || (capacity & (capacity - 1)) !== 0) {
+    throw invalid(`capacity ${capacity} is not a power of two from ${L.MIN_CAPACITY} to ${L.MAX_CAPACITY}`)
+  }
+  if (L.segmentSize(capacity) > buffer.byteLength) throw invalid(`capacity ${capacity} does not fit in ${buffer.byteLength} bytes`)
+  const used = (h[L.word(L.PRODUCER_POSITION_OFFSET)] - h[L.word(L.CONSUMER_POSITION_OFFSET)]) >>> 0
+  if (used > capacity) throw invalid(`producer is ${used} bytes ahead of the consumer in a ${capacity}-byte ring`)
+  return capacity
+}
+
+/** Views shared by both ends. */
+class RingEnd {
+  readonly buffer: SharedArrayBuffer
+  readonly capacity: number
+  /** Largest payload of one record; larger messages travel as fragments. */
+  readonly maxRecordPayload: number
+  protected readonly mask: number
+  /** The header as 32-bit words. */
+  readonly header: Int32Array
+  /** The ring's bytes, and the same bytes as 32-bit words for record headers. */
+  protected readonly bytes: Buffer
+  protected readonly words: Int32Array
+
+  constructor (buffer: SharedArrayBuffer) {
+    const capacity = checkSegment(buffer)
+    if (capacity === 0) throw invalid('header is not initialised')
+    this.buffer = buffer
+    this.capacity = capacity
+    this.mask = capacity - 1
+    this.maxRecordPayload = L.maxRecordPayload(capacity)
+    this.header = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
+    this.bytes = Buffer.from(buffer, L.HEADER_SIZE, capacity)
+    this.words = new Int32Array(buffer, L.HEADER_SIZE, capacity / 4)
+  }
+}
+
+function storeU64 (h: Int32Array, byteOffset: number, value: number): void {
+  h[L.word(byteOffset)] = value % 0x100000000
+  h[L.word(byteOffset) + 1] = Math.floor(value / 0x100000000)
+}
+
+export function loadU64 (h: Int32Array, byteOffset: number): number {
+  return (h[L.word(byteOffset)] >>> 0) + (h[L.word(byteOffset) + 1] >>> 0) * 0x100000000
+}
+
+/** The writing end. Producer side only. */
+export class RingProducer extends RingEnd {
+  /** Next write position: committed records, published or not. */
+  #position: number
+  #published: number
+  /** Consumer position as last read; space is free up to it plus capacity. */
+  #consumerCache: number
+  #claimIndex = -1
+  #claimLength = 0
+  #messages: number
+  #bytesSent: number
+  #timesFull: number
+  #wakeups: number
+
+  constructor (buffer: SharedArrayBuffer) {
+    super(buffer)
+    const h = this.header
+    this.#position = Atomics.load(h, L.word(L.PRODUCER_POSITION_OFFSET)) >>> 0
+    this.#published = this.#position
+    this.#consumerCache = Atomics.load(h, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+    this.#messages = loadU64(h, L.MESSAGES_SENT_OFFSET)
+    this.#bytesSent = loadU64(h, L.BYTES_SENT_OFFSET)
+    this.#timesFull = h[L.word(L.TIMES_FULL_OFFSET)] >>> 0
+    this.#wakeups = h[L.word(L.CONSUMER_WAKEUPS_OFFSET)] >>> 0
+  }
+
+  /**
+   * Reserves room for a record of `payloadLength` bytes and returns its index,
+   * writing a padding record first when it does not fit before the end.
+   * Returns -1 when the ring is too full. Reads the consumer's position only
+   * when the cached one says there is no room.
+   */
+  #reserve (payloadLength: number): number {
+    const size = L.alignRecord(payloadLength)
+    let index = this.#position & this.mask
+    const toEnd = this.capacity - index
+    const needed = size <= toEnd ? size : toEnd + size
+    if (needed > this.capacity - ((this.#position - this.#consumerCache) >>> 0)) {
+      this.#consumerCache = Atomics.load(this.header, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+      if (needed > this.capacity - ((this.#position - this.#consumerCache) >>> 0)) return -1
+    }
+    if (size > toEnd) {
+      const w = index >>> 2
+      this.words[w] = toEnd - L.RECORD_HEADER_SIZE
+      this.words[w + 1] = L.TYPE_PADDING
+      this.#position = (this.#position + toEnd) >>> 0
+      index = 0
+    }
+    return index
+  }
+
+  /**
+   * Claims `length` bytes (at most maxRecordPayload) for one record and
+   * returns a view of them to fill, or null when the ring has no room now.
+   * Follow with commit() or abort(); nothing is visible until publish().
+   */
+  claim (length: number): Buffer | null {
+    if (this.#claimIndex !== -1) throw new ShmChannelError('ERR_BUSY', 'a claim is already open: commit or abort it first')
+    if (length > this.maxRecordPayload) {
+      throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a claim of ${length} bytes exceeds the ${this.maxRecordPayload}-byte record limit of this ring`)
+    }
+    const index = this.#reserve(length)
+    if (index === -1) return null
+    this.#claimIndex = index
+    this.#claimLength = length
+    const start = index + L.RECORD_HEADER_SIZE
+    return this.bytes.subarray(start, start + length)
+  }
+
+  /** Finishes the open claim as a message of `length` bytes (default: all claimed). */
+  commit (length: number = this.#claimLength): void {
+    this.#commitRecord(length, L.FLAG_BEGIN | L.FLAG_END)
+    this.#messages++
+    this.#bytesSent += length
+  }
+
+  #commitRecord (length: number, flags: number): void {
+    const index = this.#claimIndex
+    if (index === -1) throw new ShmChannelError('ERR_BUSY', 'no claim is open')
+    if (!(length >= 0 && length <= this.#claimLength)) throw new RangeError(`commit length ${length} is outside the claimed 0..${this.#claimLength}`)
+    const w = index >>> 2
+    this.words[w] = length
+    this.words[w + 1] = L.TYPE_DATA | flags
+    this.#position = (this.#position + L.alignRecord(length)) >>> 0
+    this.#claimIndex = -1
+  }
+
+  /**
+   * Writes as much as fits now of a message larger than maxRecordPayload, as
+   * fragments of up to maxRecordPayload bytes, from `offset` of the message
+   * (0 for a new one). Returns the new offset; message.length once the last
+   * fragment is committed. Nothing else may be written until it is.
+   */
+  writeFragments (message: Uint8Array, offset: number): number {
+    const total = message.length
+    while (offset < total) {
+      const prefix = offset === 0 ? L.FRAGMENT_TOTAL_SIZE : 0
+      const chunk = Math.min(this.maxRecordPayload - prefix, total - offset)
+      const view = this.claim(prefix + chunk)
+      if (view === null) break
+      if (prefix !== 0) {
+        view.writeUInt32LE(total % 0x100000000, 0)
+        view.writeUInt32LE(Math.floor(total / 0x100000000), 4)
+      }
+      view.set(message.subarray(offset, offset + chunk), prefix)
+      const last = offset + chunk === total
+      this.#commitRecord(prefix + chunk, (offset === 0 ? L.FLAG_BEGIN : 0) | (last ? L.FLAG_END : 0))
+      offset += chunk
+    }
+    if (offset === total) {
+      this.#messages++
+      this.#bytesSent += total
+    }
+    return offset
+  }
+
+  /** Ring bytes a message of `length` bytes takes at most, padding included. */
+  footprint (length: number): number {
+    if (length <= this.maxRecordPayload) return 2 * L.alignRecord(length)
+    const fragments = Math.ceil((length + L.FRAGMENT_TOTAL_SIZE) / this.maxRecordPayload)
+    return length + L.FRAGMENT_TOTAL_SIZE + fragments * (L.RECORD_HEADER_SIZE + L.RECORD_ALIGNMENT) + this.capacity / 4
+  }
+
+  /** Drops the open claim; nothing of it is ever seen. */
+  abort (): void {
+    this.#claimIndex = -1
+  }
+
+  /** Copies one message of at most maxRecordPayload bytes in; false when there is no room now. */
+  tryWrite (message: Uint8Array): boolean {
+    const view = this.claim(message.length)
+    if (view === null) return false
+    view.set(message)
+    this.commit()
+    return true
+  }
+
+  /** True when committed records are not yet published. */
+  get pending (): boolean {
+    return this.#position !== this.#published
+  }
+
+  /**
+   * Makes every committed record visible to the consumer with one store, and
+   * wakes the consumer if it is parked. Returns true if it had to wake it.
+   */
+  publish (): boolean {
+    if (this.#position === this.#published) return false
+    const h = this.header
+    storeU64(h, L.MESSAGES_SENT_OFFSET, this.#messages)
+    storeU64(h, L.BYTES_SENT_OFFSET, this.#bytesSent)
+    this.#published = this.#position
+    // The release: every record byte above is written before this store.
+    Atomics.store(h, L.word(L.PRODUCER_POSITION_OFFSET), this.#position | 0)
+    // Load after store, both sequentially consistent: either this load sees
+    // the consumer's parked flag, or the consumer's re-check after setting
+    // the flag sees the position just stored. A wake-up cannot be lost.
+    if (Atomics.load(h, L.word(L.CONSUMER_PARKED_OFFSET)) !== 0) {
+      this.wakeConsumer()
+      return true
+    }
+    return false
+  }
+
+  /** Wakes a parked consumer (used by publish and by close). */
+  wakeConsumer (): void {
+    this.header[L.word(L.CONSUMER_WAKEUPS_OFFSET)] = ++this.#wakeups
+    wake(this.header, L.word(L.PRODUCER_POSITION_OFFSET), 1)
+  }
+
+  /** Counts a time the producer found the ring full and had to wait. */
+  noteFull (): void {
+    this.header[L.word(L.TIMES_FULL_OFFSET)] = ++this.#timesFull
+  }
+
+  /** Bytes free for records now (reads the consumer's position). */
+  get freeBytes (): number {
+    this.#consumerCache = Atomics.load(this.header, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+    return this.capacity - ((this.#position - this.#consumerCache) >>> 0)
+  }
+
+  /** True once everything published has been released by the consumer (reads the consumer's position). */
+  get drained (): boolean {
+    this.#consumerCache = Atomics.load(this.header, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+    return this.#consumerCache === this.#published
+  }
+
+  /** True when a record of `payloadLength` bytes would fit now (reads the consumer's position). */
+  hasRoomFor (payloadLength: number): boolean {
+    const size = L.alignRecord(payloadLength)
+    const index = this.#position & this.mask
+    const toEnd = this.capacity - index
+    const needed = size <= toEnd ? size : toEnd + size
+    this.#consumerCache = Atomics.load(this.header, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+    return needed <= this.capacity - ((this.#position - this.#consumerCache) >>> 0)
+  }
+
+  /** Word the producer sleeps on while full (the consumer position) and its parked flag. */
+  static readonly WAIT_WORD = L.word(L.CONSUMER_POSITION_OFFSET)
+  static readonly PARKED_FLAG = L.word(L.PRODUCER_PARKED_OFFSET)
+}
+
+/** A message read out of the ring. */
+export interface RingMessage {
+  /** The payload: a view into the ring for a single record (valid until release), a fresh buffer for a reassembled one. */
+  data: Buffer
+  /** True when data is a view into shared memory. */
+  shared: boolean
+}
+
+/** The reading end. Consumer side only. */
+export class RingConsumer extends RingEnd {
+  /** Next read position: records read, released or not. */
+  #position: number
+  #released: number
+  #producerCache: number
+  #maxMessageSize: number
+  /** Reassembly of a fragmented message. */
+  #partial: Buffer | null = null
+  #partialFilled = 0
+  #skipping = false
+  #messages: number
+  #bytesReceived: number
+  #wakeups: number
+
+  constructor (buffer: SharedArrayBuffer, maxMessageSize = Infinity) {
+    super(buffer)
+    const h = this.header
+    this.#position = Atomics.load(h, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+    this.#released = this.#position
+    this.#producerCache = this.#position
+    this.#maxMessageSize = maxMessageSize
+    this.#messages = loadU64(h, L.MESSAGES_RECEIVED_OFFSET)
+    this.#bytesReceived = loadU64(h, L.BYTES_RECEIVED_OFFSET)
+    this.#wakeups = h[L.word(L.PRODUCER_WAKEUPS_OFFSET)] >>> 0
+  }
+
+  /** True when a record is published and not yet read (reads the producer position if the cache says empty). */
+  get available (): boolean {
+    if (this.#position !== this.#producerCache) return true
+    this.#producerCache = this.#loadProducerPosition()
+    return this.#position !== this.#producerCache
+  }
+
+  #loadProducerPosition (): number {
+    const p = Atomics.load(this.header, L.word(L.PRODUCER_POSITION_OFFSET)) >>> 0
+    const ahead = (p - this.#position) >>> 0
+    if (ahead > this.capacity) throw invalid(`producer position ${p} is ${ahead} bytes ahead of the consumer at ${this.#position}`)
+    return p
+  }
+
+  /**
+   * Reads the next whole message, or null when none is complete yet. A
+   * single-record message is a view into the ring, valid until release().
+   * Fragments are copied out and their space released as they arrive, so a
+   * message larger than the ring still goes through.
+   * Throws ERR_MESSAGE_TOO_LARGE (once, then skips that message) for a message
+   * over maxMessageSize, and ERR_INVALID_SEGMENT for records that break the protocol.
+   */
+  read (): RingMessage | null {
+    for (;;) {
+      if (this.#position === this.#producerCache) {
+        this.#producerCache = this.#loadProducerPosition()
+        if (this.#position === this.#producerCache) return null
+      }
+      const index = this.#position & this.mask
+      const w = index >>> 2
+      const length = this.words[w] >>> 0
+      const type = this.words[w + 1] >>> 0
+      const toEnd = this.capacity - index
+      const available = (this.#producerCache - this.#position) >>> 0
+      if ((type & L.TYPE_MASK) === L.TYPE_PADDING) {
+        if (type !== L.TYPE_PADDING || length !== toEnd - L.RECORD_HEADER_SIZE || toEnd > available) {
+          throw invalid(`padding record at index ${index} has length ${length} and type 0x${type.toString(16)}`)
+        }
+        this.#position = (this.#position + toEnd) >>> 0
+        continue
+      }
+      const size = L.alignRecord(length)
+      if ((type & ~(L.FLAG_BEGIN | L.FLAG_END)) !== L.TYPE_DATA || size > toEnd || size > available || length > this.maxRecordPayload) {
+        throw invalid(`record at index ${index} has length ${length} and type 0x${type.toString(16)}`)
+      }
+      const start = index + L.RECORD_HEADER_SIZE
+      this.#position = (this.#position + size) >>> 0
+      const payload = this.bytes.subarray(start, start + length)
+      const begin = (type & L.FLAG_BEGIN) !== 0
+      const end = (type & L.FLAG_END) !== 0
+      if (begin && end && this.#partial === null && !this.#skipping) {
+        this.#count(length)
+        if (length > this.#maxMessageSize) {
+          throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `message of ${length} bytes exceeds maxMessageSize ${this.#maxMessageSize}`)
+        }
+        return { data: payload, shared: true }
+      }
+      const message = this.#fragment(payload, begin, end, index)
+      // A fragment's bytes are copied out: hand its space back now, or a
+      // message larger than the ring could never finish.
+      this.release()
+      if (message !== null) return { data: message, shared: false }
+    }
+  }
+
+  #fragment (payload: Buffer, begin: boolean, end: boolean, index: number): Buffer | null {
+    if (begin) {
+      if (this.#partial !== null || this.#skipping) throw invalid(`fragment at index ${index} begins a message inside another`)
+      if (end || payload.length < L.FRAGMENT_TOTAL_SIZE) throw invalid(`first fragment at index ${index} is malformed`)
+      const total = payload.readUInt32LE(0) + payload.readUInt32LE(4) * 0x100000000
+      const first = payload.length - L.FRAGMENT_TOTAL_SIZE
+      if (total <= first) throw invalid(`fragmented message of ${total} bytes has a first fragment of ${first}`)
+      if (total > this.#maxMessageSize) {
+        this.#skipping = true
+        this.#count(total)
+        throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `message of ${total} bytes exceeds maxMessageSize ${this.#maxMessageSize}`)
+      }
+      this.#partial = Buffer.allocUnsafe(total)
+      payload.copy(this.#partial, 0, L.FRAGMENT_TOTAL_SIZE)
+      this.#partialFilled = first
+      return null
+    }
+    if (this.#skipping) {
+      if (end) this.#skipping = false
+      return null
+    }
+    const partial = this.#partial
+    if (partial === null) throw invalid(`fragment at index ${index} continues no message`)
+    if (this.#partialFilled + payload.length > partial.length) throw invalid(`fragments at index ${index} overrun their message of ${partial.length} bytes`)
+    payload.copy(partial, this.#partialFilled)
+    this.#partialFilled += payload.length
+    if (!end) return null
+    if (this.#partialFilled !== partial.length) throw invalid(`fragmented message ended at ${this.#partialFilled} of ${partial.length} bytes`)
+    this.#partial = null
+    this.#count(partial.length)
+    return partial
+  }
+
+  #count (length: number): void {
+    this.#messages++
+    this.#bytesReceived += length
+  }
+
+  /** Bytes read but not yet released. */
+  get unreleased (): number {
+    return (this.#position - this.#released) >>> 0
+  }
+
+  /**
+   * Hands the space of everything read so far back to the producer, and
+   * wakes the producer if it is parked waiting for space. Views returned by
+   * read() are invalid after this. Returns true if it had to wake it.
+   */
+  release (): boolean {
+    if (this.#position === this.#released) return false
+    const h = this.header
+    storeU64(h, L.MESSAGES_RECEIVED_OFFSET, this.#messages)
+    storeU64(h, L.BYTES_RECEIVED_OFFSET, this.#bytesReceived)
+    this.#released = this.#position
+    Atomics.store(h, L.word(L.CONSUMER_POSITION_OFFSET), this.#position | 0)
+    // Same pairing as RingProducer.publish, mirrored.
+    if (Atomics.load(h, L.word(L.PRODUCER_PARKED_OFFSET)) !== 0) {
+      this.wakeProducer()
+      return true
+    }
+    return false
+  }
+
+  /** Wakes a parked producer (used by release and by close). */
+  wakeProducer (): void {
+    this.header[L.word(L.PRODUCER_WAKEUPS_OFFSET)] = ++this.#wakeups
+    wake(this.header, L.word(L.CONSUMER_POSITION_OFFSET), 1)
+  }
+
+  /** Word the consumer sleeps on while empty (the producer position) and its parked flag. */
+  static readonly WAIT_WORD = L.word(L.PRODUCER_POSITION_OFFSET)
+  static readonly PARKED_FLAG = L.word(L.CONSUMER_PARKED_OFFSET)
+}

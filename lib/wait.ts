@@ -1,0 +1,128 @@
+/**
+ * Waiting for the other end: spin, block, or the default adaptive (spin
+ * briefly, then park). One algorithm, in a blocking and an event-loop form.
+ *
+ * Parking, and why no wake-up is lost. The waiter:
+ *   1. stores 1 in its parked flag            (Atomics.store: sequentially consistent)
+ *   2. loads the word it will sleep on        (the other end's position)
+ *   3. re-checks its condition; if met, unparks and returns
+ *   4. sleeps in the kernel while the word still holds the value from 2
+ * The other end, after changing the word (publish or release), loads the
+ * parked flag and wakes the word only if it is set. All four accesses are
+ * sequentially consistent, so either the other end's load sees the flag
+ * (and it wakes us), or our re-check in 3 sees its store (and we do not
+ * sleep). If the word changes between 2 and 4 the kernel refuses to sleep
+ * (futex compares the value atomically). A side that never parks costs the
+ * other side one load per publish and no system call.
+ *
+ * Sleeps are cut into slices of `peerCheckInterval`: between slices the
+ * waiter asks `checkPeer`, which throws if the other process died.
+ */
+import { wait as futexWait, waitAsync as futexWaitAsync } from './futex'
+import { AbortError, ShmChannelError } from './errors'
+
+export type WaitStrategy = 'spin' | 'block' | 'adaptive'
+
+export interface WaitSpec {
+  header: Int32Array
+  /** Our parked flag's word index. */
+  parkedFlag: number
+  /** The word index we sleep on. */
+  waitWord: number
+  strategy: WaitStrategy
+  /** Spin budget of the adaptive strategy, in microseconds. */
+  spinMicros: number
+  /** Milliseconds between liveness checks while waiting. */
+  peerCheckInterval: number
+  /** True when the wait is over (data, space, or a state the caller must see). */
+  ready: () => boolean
+  /** Throws if the peer is gone. */
+  checkPeer: () => void
+}
+
+const now = (): number => performance.now()
+
+function aborted (signal: AbortSignal | undefined): boolean {
+  return signal !== undefined && signal.aborted
+}
+
+function timeoutError (ms: number): ShmChannelError {
+  return new ShmChannelError('ERR_TIMEOUT', `timed out after ${ms} ms`)
+}
+
+/** Spins until ready or `until` (ms timestamp); true if ready. */
+function spin (spec: WaitSpec, until: number): boolean {
+  const ready = spec.ready
+  for (let i = 0; ; i++) {
+    if (ready()) return true
+    // Reading the clock costs more than a check: look at it every few rounds.
+    if ((i & 63) === 63 && now() >= until) return false
+  }
+}
+
+/** Blocks the thread until ready. Throws ERR_TIMEOUT, or whatever checkPeer throws. */
+export function waitSync (spec: WaitSpec, timeout: number): void {
+  if (spec.ready()) return
+  const start = now()
+  const deadline = start + timeout
+  if (spec.strategy === 'spin') {
+    for (;;) {
+      if (spin(spec, Math.min(deadline, now() + spec.peerCheckInterval))) return
+      if (now() >= deadline) throw timeoutError(timeout)
+      spec.checkPeer()
+    }
+  }
+  if (spec.strategy === 'adaptive' && spin(spec, Math.min(deadline, start + spec.spinMicros / 1000))) return
+  const h = spec.header
+  for (;;) {
+    Atomics.store(h, spec.parkedFlag, 1)
+    const seen = Atomics.load(h, spec.waitWord)
+    if (spec.ready()) {
+      Atomics.store(h, spec.parkedFlag, 0)
+      return
+    }
+    const left = deadline - now()
+    futexWait(h, spec.waitWord, seen, Math.max(0, Math.min(left, spec.peerCheckInterval)))
+    Atomics.store(h, spec.parkedFlag, 0)
+    if (spec.ready()) return
+    if (now() >= deadline) throw timeoutError(timeout)
+    spec.checkPeer()
+  }
+}
+
+/** Waits without blocking the event loop. Rejects with ERR_TIMEOUT, AbortError, or whatever checkPeer throws. */
+export async function waitAsync (spec: WaitSpec, timeout: number, signal?: AbortSignal): Promise<void> {
+  if (spec.ready()) return
+  const start = now()
+  const deadline = start + timeout
+  if (aborted(signal)) throw new AbortError({ cause: signal?.reason })
+  if (spec.strategy === 'spin') {
+    // Spinning holds the loop: give it back every millisecond.
+    for (;;) {
+      if (spin(spec, Math.min(deadline, now() + 1))) return
+      if (now() >= deadline) throw timeoutError(timeout)
+      await new Promise((resolve) => setImmediate(resolve))
+      if (aborted(signal)) throw new AbortError({ cause: signal?.reason })
+      spec.checkPeer()
+    }
+  }
+  if (spec.strategy === 'adaptive' && spin(spec, Math.min(deadline, start + spec.spinMicros / 1000))) return
+  const h = spec.header
+  for (;;) {
+    Atomics.store(h, spec.parkedFlag, 1)
+    const seen = Atomics.load(h, spec.waitWord)
+    if (spec.ready()) {
+      Atomics.store(h, spec.parkedFlag, 0)
+      return
+    }
+    const left = deadline - now()
+    try {
+      await futexWaitAsync(h, spec.waitWord, seen, { timeout: Math.max(0, Math.min(left, spec.peerCheckInterval)), signal })
+    } finally {
+      Atomics.store(h, spec.parkedFlag, 0)
+    }
+    if (spec.ready()) return
+    if (now() >= deadline) throw timeoutError(timeout)
+    spec.checkPeer()
+  }
+}
