@@ -542,19 +542,19 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
   #next (): T | typeof NOTHING | typeof END {
     this.#end.assertOpen()
     const ring = this.#ring
-    let message = ring.read()
+    let message = ring.next()
     if (message === null) {
       ring.release()
       if (!this.#end.peerClosed()) return NOTHING
       // Closed: anything published before the close is still to be read.
-      message = ring.read()
+      message = ring.next()
       if (message === null) return END
     }
     let value: T
     try {
-      value = this.#codec.decode(message.data)
+      value = this.#codec.decode(message)
     } catch (err) {
-      throw new ShmChannelError('ERR_DECODE', `codec ${this.#codec.name} could not decode a ${message.data.length}-byte message: ${(err as Error).message}`, { cause: err })
+      throw new ShmChannelError('ERR_DECODE', `codec ${this.#codec.name} could not decode a ${message.length}-byte message: ${(err as Error).message}`, { cause: err })
     } finally {
       // Batch the hand-back of space; release() also runs whenever the ring runs dry.
       if (ring.unreleased >= this.#releaseBatch) ring.release()

@@ -222,10 +222,21 @@ export class RingProducer extends RingEnd {
 
   /** Copies one message of at most maxRecordPayload bytes in; false when there is no room now. */
   tryWrite (message: Uint8Array): boolean {
-    const view = this.claim(message.length)
-    if (view === null) return false
-    view.set(message)
-    this.commit()
+    // claim + set + commit, without making a view: the hot path of small messages.
+    const length = message.length
+    if (this.#claimIndex !== -1) throw new ShmChannelError('ERR_BUSY', 'a claim is open: commit or abort it first')
+    if (length > this.maxRecordPayload) {
+      throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a ${length}-byte record exceeds the ${this.maxRecordPayload}-byte record limit of this ring`)
+    }
+    const index = this.#reserve(length)
+    if (index === -1) return false
+    this.bytes.set(message, index + L.RECORD_HEADER_SIZE)
+    const w = index >>> 2
+    this.words[w] = length
+    this.words[w + 1] = L.TYPE_DATA | L.FLAG_BEGIN | L.FLAG_END
+    this.#position = (this.#position + L.alignRecord(length)) >>> 0
+    this.#messages++
+    this.#bytesSent += length
     return true
   }
 
@@ -352,6 +363,14 @@ export class RingConsumer extends RingEnd {
    * over maxMessageSize, and ERR_INVALID_SEGMENT for records that break the protocol.
    */
   read (): RingMessage | null {
+    const data = this.next()
+    return data === null ? null : { data, shared: this.#lastShared }
+  }
+
+  #lastShared = false
+
+  /** read(), without wrapping the payload: the view or buffer itself. `lastShared` tells which. */
+  next (): Buffer | null {
     for (;;) {
       if (this.#position === this.#producerCache) {
         this.#producerCache = this.#loadProducerPosition()
@@ -384,13 +403,17 @@ export class RingConsumer extends RingEnd {
         if (length > this.#maxMessageSize) {
           throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `message of ${length} bytes exceeds maxMessageSize ${this.#maxMessageSize}`)
         }
-        return { data: payload, shared: true }
+        this.#lastShared = true
+        return payload
       }
       const message = this.#fragment(payload, begin, end, index)
       // A fragment's bytes are copied out: hand its space back now, or a
       // message larger than the ring could never finish.
       this.release()
-      if (message !== null) return { data: message, shared: false }
+      if (message !== null) {
+        this.#lastShared = false
+        return message
+      }
     }
   }
 
@@ -425,6 +448,11 @@ export class RingConsumer extends RingEnd {
     this.#partial = null
     this.#count(partial.length)
     return partial
+  }
+
+  /** True when the last message returned by next() is a view into shared memory. */
+  get lastShared (): boolean {
+    return this.#lastShared
   }
 
   #count (length: number): void {
