@@ -1,0 +1,25 @@
+// The demo's consumer: counts the stream, then answers pings until the ping
+// channel closes.
+import { Producer, Consumer } from 'shm-channel'
+
+const name = process.argv[2]
+const stream = Consumer.open(`${name}-stream`, { codec: 'bytes' })
+const pings = Consumer.open(`${name}-ping`, { codec: 'bytes' })
+const pongs = Producer.open(`${name}-pong`, { codec: 'bytes' })
+process.send({ type: 'ready' })
+
+let received = 0
+let inOrder = true
+let started = 0
+for await (const message of stream) {
+  if (received === 0) started = performance.now()
+  if (message.readUInt32LE(0) !== (received >>> 0)) inOrder = false
+  received++
+}
+process.send({ type: 'stream-done', received, inOrder, ms: performance.now() - started })
+stream.close()
+
+for await (const ping of pings) pongs.trySend(ping)
+pongs.close()
+pings.close()
+process.disconnect()
