@@ -89,8 +89,9 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4))
 
 /**
  * Opens the segment behind `name` and takes the `role` end of it, creating
- * the channel if there is none. A segment whose ends are used up (closed, or
- * held by dead processes) is stale: it is unlinked and a fresh one created.
+ * the channel if there is none. A segment whose end for `role` is used up
+ * (closed, or held by a dead process), or whose consumer is gone when a
+ * producer comes, is stale: it is unlinked and a fresh one created.
  */
 function attach (name: string, role: Role, options: ChannelOptions<unknown>): Region {
   const capacity = checkCapacity(options.capacity ?? DEFAULT_CAPACITY)
@@ -125,7 +126,11 @@ function attach (name: string, role: Role, options: ChannelOptions<unknown>): Re
       const h = new Int32Array(region.buffer, 0, L.HEADER_SIZE / 4)
       const own = readEnd(h, ends.own)
       const peer = readEnd(h, ends.peer)
-      if (own.state === L.END_FREE && own.pid === 0 && (peer.state === L.END_FREE || endLive(peer))) {
+      // A consumer joins even after its producer closed or died: what was
+      // published is still to be read. A producer does not join a channel
+      // whose consumer is gone: nobody would read it.
+      const joinable = peer.state === L.END_FREE || endLive(peer) || role === 'consumer'
+      if (own.state === L.END_FREE && own.pid === 0 && joinable) {
         if (claimEnd(h, ends.own)) return region
         region.close()
         continue // another process took the end at this instant: look again
@@ -201,8 +206,10 @@ class End {
     notify()
     const region = this.#region
     if (region === undefined) return
+    // A peer that never attached may still come for what was sent: leave the
+    // name to it (it unlinks when it closes; a later open reclaims it if not).
     const peer = readEnd(this.header, this.#peer)
-    if (peer.state !== L.END_OPEN || !endLive(peer)) region.unlinkIfSame()
+    if (peer.state === L.END_CLOSED || (peer.state === L.END_OPEN && !endLive(peer))) region.unlinkIfSame()
     region.close()
   }
 }
