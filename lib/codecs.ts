@@ -12,6 +12,8 @@ export interface Codec<T> {
   readonly name: string
   encode (value: T): Uint8Array | string
   decode (bytes: Buffer): T
+  /** Optional: decode bytes[start, end) without a view being made first. */
+  decodeRange? (bytes: Buffer, start: number, end: number): T
 }
 
 /** Raw bytes: any Uint8Array (Buffer included) in, a Buffer (a private copy) out. */
@@ -21,7 +23,12 @@ export const bytes: Codec<Uint8Array> = {
     if (!(value instanceof Uint8Array)) throw new TypeError(`the bytes codec sends Uint8Array or Buffer values, got ${typeof value}`)
     return value
   },
-  decode (data) { return Buffer.from(data) }
+  decode (data) { return Buffer.from(data) },
+  decodeRange (data, start, end) {
+    const out = Buffer.allocUnsafe(end - start)
+    data.copy(out, 0, start, end)
+    return out
+  }
 }
 
 /** Strings, as UTF-8. */
@@ -31,7 +38,8 @@ export const utf8: Codec<string> = {
     if (typeof value !== 'string') throw new TypeError(`the utf8 codec sends strings, got ${typeof value}`)
     return value
   },
-  decode (data) { return data.toString('utf8') }
+  decode (data) { return data.toString('utf8') },
+  decodeRange (data, start, end) { return data.toString('utf8', start, end) }
 }
 
 /** JSON values. The default: see docs/codecs.md for the measurements behind that choice. */
@@ -42,7 +50,8 @@ export const json: Codec<unknown> = {
     if (text === undefined) throw new TypeError(`the json codec cannot send ${typeof value}`)
     return text
   },
-  decode (data) { return JSON.parse(data.toString('utf8')) }
+  decode (data) { return JSON.parse(data.toString('utf8')) },
+  decodeRange (data, start, end) { return JSON.parse(data.toString('utf8', start, end)) }
 }
 
 /** Anything the structured clone algorithm takes (Map, Set, Date, typed arrays, BigInt, cycles …), through v8.serialize. */

@@ -29,7 +29,11 @@ export interface OpenOptions {
 }
 
 export interface FileOptions {
-  /** Follow a symbolic link at `path`. Default false: a link is refused (`ELOOP`). */
+  /**
+   * `openFile`: follow a symbolic link at `path`. Default false: a link is
+   * refused (`ELOOP`). `createFile` never creates through a link either way:
+   * `O_EXCL` takes a link, even a dangling one, for an existing path (`EEXIST`).
+   */
   followSymlinks?: boolean
 }
 
@@ -115,7 +119,7 @@ export class Region {
     }
   }
 
-  /** Creates a new file of `size` bytes and maps it; `EEXIST` if the path exists. */
+  /** Creates a new file of `size` bytes and maps it; `EEXIST` if the path exists, a symbolic link included. */
   static createFile (path: string, size: number, options: RegionOptions & FileOptions = {}): Region {
     checkPath(path)
     checkSize('size', size)

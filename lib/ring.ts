@@ -67,7 +67,7 @@ class RingEnd {
   /** The header as 32-bit words. */
   readonly header: Int32Array
   /** The ring's bytes, and the same bytes as 32-bit words for record headers. */
-  protected readonly bytes: Buffer
+  readonly bytes: Buffer
   protected readonly words: Int32Array
 
   constructor (buffer: SharedArrayBuffer) {
@@ -305,6 +305,12 @@ export class RingProducer extends RingEnd {
   static readonly PARKED_FLAG = L.word(L.PRODUCER_PARKED_OFFSET)
 }
 
+/** nextRange() results. */
+export const NONE = 0
+export const SINGLE = 1
+export const ASSEMBLED = 2
+const EMPTY = Buffer.alloc(0)
+
 /** A message read out of the ring. */
 export interface RingMessage {
   /** The payload: a view into the ring for a single record (valid until release), a fresh buffer for a reassembled one. */
@@ -371,10 +377,37 @@ export class RingConsumer extends RingEnd {
 
   /** read(), without wrapping the payload: the view or buffer itself. `lastShared` tells which. */
   next (): Buffer | null {
+    const found = this.nextRange()
+    if (found === NONE) return null
+    if (found === SINGLE) {
+      this.#lastShared = true
+      return this.bytes.subarray(this.lastStart, this.lastStart + this.lastLength)
+    }
+    this.#lastShared = false
+    return this.#assembled
+  }
+
+  /** Where the message found by nextRange() lies in `bytes` (SINGLE), and its length. */
+  lastStart = 0
+  lastLength = 0
+  #assembled: Buffer = EMPTY
+
+  /** The message found by nextRange() when it returned ASSEMBLED. */
+  get assembled (): Buffer {
+    return this.#assembled
+  }
+
+  /**
+   * The allocation-free core of read(): finds the next whole message and
+   * returns SINGLE (it lies in `bytes` at lastStart, lastLength bytes, valid
+   * until release), ASSEMBLED (reassembled from fragments: `assembled`), or
+   * NONE.
+   */
+  nextRange (): number {
     for (;;) {
       if (this.#position === this.#producerCache) {
         this.#producerCache = this.#loadProducerPosition()
-        if (this.#position === this.#producerCache) return null
+        if (this.#position === this.#producerCache) return NONE
       }
       const index = this.#position & this.mask
       const w = index >>> 2
@@ -395,7 +428,6 @@ export class RingConsumer extends RingEnd {
       }
       const start = index + L.RECORD_HEADER_SIZE
       this.#position = (this.#position + size) >>> 0
-      const payload = this.bytes.subarray(start, start + length)
       const begin = (type & L.FLAG_BEGIN) !== 0
       const end = (type & L.FLAG_END) !== 0
       if (begin && end && this.#partial === null && !this.#skipping) {
@@ -403,16 +435,18 @@ export class RingConsumer extends RingEnd {
         if (length > this.#maxMessageSize) {
           throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `message of ${length} bytes exceeds maxMessageSize ${this.#maxMessageSize}`)
         }
-        this.#lastShared = true
-        return payload
+        this.lastStart = start
+        this.lastLength = length
+        return SINGLE
       }
-      const message = this.#fragment(payload, begin, end, index)
+      const message = this.#fragment(this.bytes.subarray(start, start + length), begin, end, index)
       // A fragment's bytes are copied out: hand its space back now, or a
       // message larger than the ring could never finish.
       this.release()
       if (message !== null) {
-        this.#lastShared = false
-        return message
+        this.#assembled = message
+        this.lastLength = message.length
+        return ASSEMBLED
       }
     }
   }
