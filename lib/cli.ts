@@ -1,0 +1,507 @@
+/**
+ * The `shm-channel` command: lists, inspects and removes the channels on
+ * this machine. bin/shm-channel.js runs `main`; tests call it in-process with
+ * their own output streams and an AbortSignal to end `stat --watch`.
+ *
+ * Reading is lib/inspect.ts's business; this module parses arguments,
+ * formats what it finds and decides exit codes.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+import * as L from './layout'
+import { Region, checkName } from './region'
+import {
+  SHM_DIR, ageOf, collectable, listChannels, probe, read,
+  type ChannelSnapshot, type EndSnapshot, type Probe
+} from './inspect'
+
+/** Exit codes, stable for scripts (also listed in the usage text). */
+export const EXIT_OK = 0
+/** A failure at run time, or no channel by that name. */
+export const EXIT_FAILURE = 1
+/** Unknown command or option, missing or malformed argument. */
+export const EXIT_USAGE = 2
+/** The object is not a shm-channel segment, or one of an unsupported protocol version. */
+export const EXIT_NOT_A_CHANNEL = 3
+
+/** Where `main` writes, and what stops `stat --watch` besides Ctrl-C. */
+export interface CliIO {
+  stdout: { write: (chunk: string) => unknown }
+  stderr: { write: (chunk: string) => unknown }
+  /** Ends `stat --watch` (exit code 0), as SIGINT does. */
+  signal?: AbortSignal
+}
+
+const USAGE = `Usage: shm-channel <command> [options]
+
+Inspects the shm-channel channels on this machine (POSIX shared memory, ${SHM_DIR}).
+
+Commands:
+  ls [--json] [--prefix PREFIX]
+      List channels: size, capacity, bytes in the ring, messages sent and
+      received, and each end's pid and state (alive, dead, closed or free).
+  stat NAME [--json] [--watch] [--interval MS]
+      A channel's header: positions, counters, parked flags, ends. --watch
+      prints a sample every MS milliseconds (default 1000) with message and
+      byte rates, until Ctrl-C; with --json, one JSON object per line.
+  rm NAME [--force]
+      Remove a channel's name. Processes that have it open keep their
+      mapping. Refuses an object that is not a shm-channel segment unless --force.
+  gc [--dry-run] [--json] [--prefix PREFIX]
+      Remove channels none of whose ends is alive (each is dead, closed or
+      free); --dry-run only says what would go.
+  help [COMMAND]
+      This text.
+
+Options:
+  -h, --help       this text
+  -v, --version    the package and protocol versions
+  --prefix PREFIX  (ls, gc) only channels whose names start with PREFIX
+
+NAME is a channel's name, with or without its leading slash.
+
+Exit codes:
+  0  success
+  1  failure at run time, or no channel by that name
+  2  usage error: unknown command or option, missing or bad argument
+  3  not a shm-channel segment, or an unsupported protocol version
+`
+
+/** An outcome that ends the command with `exitCode` and a message on stderr. */
+class CliError extends Error {
+  constructor (readonly exitCode: number, message: string) {
+    super(message)
+  }
+}
+
+function usageError (message: string): CliError {
+  return new CliError(EXIT_USAGE, `${message}\nRun "shm-channel help" for usage.`)
+}
+
+interface OptionSpec {
+  [option: string]: 'boolean' | 'string'
+}
+
+interface Command {
+  options: OptionSpec
+  /** Positional arguments: names in order; the last may be optional (ending in '?'). */
+  positionals: string[]
+  run: (args: ParsedArgs, io: CliIO) => Promise<number> | number
+}
+
+interface ParsedArgs {
+  flags: Record<string, boolean | string | undefined>
+  positionals: string[]
+}
+
+const COMMANDS: Record<string, Command> = {
+  ls: { options: { json: 'boolean', prefix: 'string' }, positionals: [], run: ls },
+  stat: { options: { json: 'boolean', watch: 'boolean', interval: 'string' }, positionals: ['NAME'], run: stat },
+  rm: { options: { force: 'boolean' }, positionals: ['NAME'], run: rm },
+  gc: { options: { 'dry-run': 'boolean', json: 'boolean', prefix: 'string' }, positionals: [], run: gc },
+  help: { options: {}, positionals: ['COMMAND?'], run: (_args, io) => { io.stdout.write(USAGE); return EXIT_OK } }
+}
+
+/**
+ * Runs the command in `argv` (the arguments after the program name) and
+ * returns its exit code. Never throws for a user's mistake or a failing
+ * system call: those become a message on `io.stderr` and a code.
+ */
+export async function main (argv: string[], io: CliIO = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  try {
+    const [first, ...rest] = argv
+    if (first === undefined || first === '-h' || first === '--help') {
+      io.stdout.write(USAGE)
+      return EXIT_OK
+    }
+    if (first === '-v' || first === '--version') {
+      io.stdout.write(`shm-channel ${packageVersion()} (protocol ${L.VERSION_MAJOR}.${L.VERSION_MINOR})\n`)
+      return EXIT_OK
+    }
+    if (first.startsWith('-')) throw usageError(`unknown option ${first} (options come after the command)`)
+    const command = Object.hasOwn(COMMANDS, first) ? COMMANDS[first] : undefined
+    if (command === undefined) throw usageError(`unknown command "${first}"`)
+    const options = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest
+    if (options.includes('-h') || options.includes('--help')) {
+      io.stdout.write(USAGE)
+      return EXIT_OK
+    }
+    const args = parseArgs(first, command, rest)
+    if (first === 'help' && args.positionals[0] !== undefined && !Object.hasOwn(COMMANDS, args.positionals[0])) {
+      throw usageError(`unknown command "${args.positionals[0]}"`)
+    }
+    return await command.run(args, io)
+  } catch (err) {
+    if (err instanceof CliError) {
+      io.stderr.write(`shm-channel: ${err.message}\n`)
+      return err.exitCode
+    }
+    const e = err as NodeJS.ErrnoException
+    io.stderr.write(`shm-channel: ${e.message ?? String(err)}\n`)
+    return EXIT_FAILURE
+  }
+}
+
+/** `--flag`, `--option value`, `--option=value`, `--` ending options; anything else is a positional. */
+function parseArgs (commandName: string, command: Command, argv: string[]): ParsedArgs {
+  const flags: ParsedArgs['flags'] = {}
+  const positionals: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1))
+      break
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      positionals.push(arg)
+      continue
+    }
+    const eq = arg.indexOf('=')
+    const option = arg.startsWith('--') ? arg.slice(2, eq === -1 ? undefined : eq) : ''
+    const type = Object.hasOwn(command.options, option) ? command.options[option] : undefined
+    if (type === undefined) throw usageError(`unknown option ${eq === -1 ? arg : arg.slice(0, eq)} for "${commandName}"`)
+    if (type === 'boolean') {
+      if (eq !== -1) throw usageError(`--${option} takes no value`)
+      flags[option] = true
+    } else if (eq !== -1) {
+      flags[option] = arg.slice(eq + 1)
+    } else {
+      if (i + 1 >= argv.length) throw usageError(`--${option} needs a value`)
+      flags[option] = argv[++i]
+    }
+  }
+  const required = command.positionals.filter((p) => !p.endsWith('?'))
+  if (positionals.length < required.length) throw usageError(`"${commandName}" needs ${required.slice(positionals.length).join(' ')}`)
+  if (positionals.length > command.positionals.length) throw usageError(`unexpected argument "${positionals[command.positionals.length]}" for "${commandName}"`)
+  return { flags, positionals }
+}
+
+function packageVersion (): string {
+  // This file runs from lib/ (tests) or dist/ (the bin): the package root is one up either way.
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+/** A channel name as given (slash optional), checked; returned without its slash. */
+function channelArg (name: string): string {
+  try {
+    return checkName(name).slice(1)
+  } catch (err) {
+    throw usageError(`bad NAME ${JSON.stringify(name)}: ${(err as Error).message.replace(/^"name" /, '')}`)
+  }
+}
+
+function prefixArg (prefix: unknown): string {
+  if (prefix === undefined) return ''
+  return String(prefix).replace(/^\//, '')
+}
+
+/**
+ * Probes NAME for the commands that take one: the channel, or a CliError
+ * with the right code (not found: 1; not a channel or wrong version: 3).
+ */
+function probeNamed (name: string): Probe {
+  try {
+    return probe(name)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw new CliError(EXIT_FAILURE, `no channel named ${name}`)
+    if (code === 'EACCES' || code === 'EPERM') throw new CliError(EXIT_FAILURE, `cannot read ${name}: permission denied`)
+    throw new CliError(EXIT_FAILURE, `cannot read ${name}: ${(err as Error).message}`)
+  }
+}
+
+function requireChannel (name: string, found: Probe): ChannelSnapshot {
+  if (found.kind === 'channel') return found.channel
+  throw new CliError(EXIT_NOT_A_CHANNEL, notAChannel(name, found))
+}
+
+function notAChannel (name: string, found: Exclude<Probe, { kind: 'channel' }>): string {
+  switch (found.kind) {
+    case 'unsupported': return `${name} is a shm-channel segment of protocol version ${found.version}, which this version (${L.VERSION_MAJOR}.${L.VERSION_MINOR}) cannot read`
+    case 'invalid': return `${name} is not a valid shm-channel segment: ${found.reason.replace(/^invalid segment: /, '')}`
+    default: return `${name} is not a shm-channel segment: ${found.reason}`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// ls
+
+function ls (args: ParsedArgs, io: CliIO): number {
+  const listing = listChannels(prefixArg(args.flags.prefix))
+  reportUnreadable(listing.unreadable, io)
+  if (args.flags.json === true) {
+    io.stdout.write(JSON.stringify(listing.channels, null, 2) + '\n')
+    return EXIT_OK
+  }
+  if (listing.channels.length === 0) {
+    io.stdout.write('no channels\n')
+    return EXIT_OK
+  }
+  io.stdout.write(table(
+    ['NAME', 'SIZE', 'CAPACITY', 'USED', 'SENT', 'RECEIVED', 'PRODUCER', 'CONSUMER'],
+    listing.channels.map((c) => [
+      c.name,
+      bytes(c.size),
+      bytes(c.capacity),
+      `${bytes(c.used)} (${c.usedPercent}%)`,
+      String(c.messagesSent),
+      String(c.messagesReceived),
+      endSummary(c.producer),
+      endSummary(c.consumer)
+    ]),
+    new Set([1, 2, 4, 5])
+  ))
+  return EXIT_OK
+}
+
+function reportUnreadable (unreadable: Array<{ name: string, reason: string }>, io: CliIO): void {
+  for (const { name, reason } of unreadable) io.stderr.write(`shm-channel: skipped ${name}: ${reason}\n`)
+}
+
+// ---------------------------------------------------------------------------
+// stat
+
+const DEFAULT_INTERVAL_MS = 1000
+const MIN_INTERVAL_MS = 10
+
+async function stat (args: ParsedArgs, io: CliIO): Promise<number> {
+  const name = channelArg(args.positionals[0])
+  let interval = DEFAULT_INTERVAL_MS
+  if (args.flags.interval !== undefined) {
+    if (args.flags.watch !== true) throw usageError('--interval goes with --watch')
+    interval = Number(args.flags.interval)
+    if (!Number.isInteger(interval) || interval < MIN_INTERVAL_MS) throw usageError(`--interval must be a whole number of milliseconds, at least ${MIN_INTERVAL_MS}; got ${JSON.stringify(args.flags.interval)}`)
+  }
+  const first = requireChannel(name, probeNamed(name))
+  if (args.flags.watch === true) return await watch(name, first, interval, args.flags.json === true, io)
+  io.stdout.write(args.flags.json === true ? JSON.stringify(first, null, 2) + '\n' : describe(first))
+  return EXIT_OK
+}
+
+function describe (c: ChannelSnapshot): string {
+  const rows: Array<[string, string]> = [
+    ['channel', `${c.name} (${path.join(SHM_DIR, c.name)}, ${c.size} bytes)`],
+    ['protocol', `${c.version}, header ${c.headerSize} bytes, flags 0x${c.flags.toString(16)}`],
+    ['capacity', `${c.capacity} bytes (${bytes(c.capacity)})`],
+    ['used', `${c.used} bytes (${c.usedPercent}%)`],
+    ['positions', `producer ${c.producerPosition}, consumer ${c.consumerPosition}`],
+    ['sent', `${c.messagesSent} messages, ${c.bytesSent} bytes`],
+    ['received', `${c.messagesReceived} messages, ${c.bytesReceived} bytes`],
+    ['unread', `${Math.max(0, c.messagesSent - c.messagesReceived)} messages`],
+    ['times full', String(c.timesFull)],
+    ['wake-ups', `to the consumer ${c.wakeupsToConsumer}, to the producer ${c.wakeupsToProducer}`],
+    ['parked', `consumer ${c.consumerParked ? 'yes' : 'no'}, producer ${c.producerParked ? 'yes' : 'no'}`],
+    ['producer', endDetail(c.producer)],
+    ['consumer', endDetail(c.consumer)]
+  ]
+  const width = Math.max(...rows.map(([key]) => key.length))
+  return rows.map(([key, value]) => `${key.padEnd(width)}  ${value}\n`).join('')
+}
+
+interface Rates {
+  messagesSentPerSecond: number
+  bytesSentPerSecond: number
+  messagesReceivedPerSecond: number
+  bytesReceivedPerSecond: number
+}
+
+/**
+ * Prints a sample every `interval` ms until SIGINT or `io.signal`. Each
+ * sample re-opens the name, so a channel removed meanwhile is noticed, and a
+ * new channel under the same name (counters going back) restarts the rates.
+ */
+async function watch (name: string, first: ChannelSnapshot, interval: number, json: boolean, io: CliIO): Promise<number> {
+  const stop = new AbortController()
+  const onSigint = (): void => { stop.abort() }
+  process.on('SIGINT', onSigint)
+  const signal = io.signal === undefined ? stop.signal : AbortSignal.any([stop.signal, io.signal])
+  // Fixed widths, so rows line up without knowing the samples to come.
+  const columns: Array<[string, number]> = [
+    ['TIME', -8], ['SENT/S', 9], ['SENT MB/S', 9], ['RECV/S', 9], ['RECV MB/S', 9],
+    ['USED', 17], ['FULL', 6], ['PRODUCER', -16], ['CONSUMER', -16]
+  ]
+  const line = (cells: string[]): string => cells
+    .map((cell, i) => columns[i][1] < 0 ? cell.padEnd(-columns[i][1]) : cell.padStart(columns[i][1]))
+    .join('  ').trimEnd() + '\n'
+  try {
+    if (!json) io.stdout.write(line(columns.map(([title]) => title)))
+    let previous: { channel: ChannelSnapshot, at: number } | undefined
+    let current = first
+    for (;;) {
+      const at = performance.now()
+      const rates = previous === undefined ? null : ratesBetween(previous.channel, current, (at - previous.at) / 1000)
+      if (json) {
+        io.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...current, rates }) + '\n')
+      } else {
+        const cells = [
+          new Date().toTimeString().slice(0, 8),
+          rates === null ? '-' : rate(rates.messagesSentPerSecond),
+          rates === null ? '-' : megabytes(rates.bytesSentPerSecond),
+          rates === null ? '-' : rate(rates.messagesReceivedPerSecond),
+          rates === null ? '-' : megabytes(rates.bytesReceivedPerSecond),
+          `${bytes(current.used)} ${current.usedPercent}%`,
+          String(current.timesFull),
+          endSummary(current.producer),
+          endSummary(current.consumer)
+        ]
+        io.stdout.write(line(cells))
+      }
+      previous = { channel: current, at }
+      try {
+        await sleep(interval, undefined, { signal })
+      } catch {
+        return EXIT_OK // Ctrl-C or the caller's signal: the normal way out
+      }
+      current = requireChannel(name, probeNamed(name))
+    }
+  } finally {
+    process.removeListener('SIGINT', onSigint)
+  }
+}
+
+/** Rates from two samples; null when the counters went back (a new channel under the name). */
+function ratesBetween (a: ChannelSnapshot, b: ChannelSnapshot, seconds: number): Rates | null {
+  if (b.messagesSent < a.messagesSent || b.messagesReceived < a.messagesReceived || seconds <= 0) return null
+  const perSecond = (delta: number): number => Math.round(delta / seconds * 10) / 10
+  return {
+    messagesSentPerSecond: perSecond(b.messagesSent - a.messagesSent),
+    bytesSentPerSecond: perSecond(b.bytesSent - a.bytesSent),
+    messagesReceivedPerSecond: perSecond(b.messagesReceived - a.messagesReceived),
+    bytesReceivedPerSecond: perSecond(b.bytesReceived - a.bytesReceived)
+  }
+}
+
+// ---------------------------------------------------------------------------
+// rm
+
+function rm (args: ParsedArgs, io: CliIO): number {
+  const name = channelArg(args.positionals[0])
+  const found = probeNamed(name)
+  // A segment of another protocol version is still shm-channel's to remove.
+  const ours = found.kind === 'channel' || found.kind === 'unsupported' || found.kind === 'invalid'
+  if (!ours && args.flags.force !== true) {
+    throw new CliError(EXIT_NOT_A_CHANNEL, `${notAChannel(name, found)}; not removed (--force removes it anyway)`)
+  }
+  if (found.kind === 'channel') {
+    const { producer, consumer } = found.channel
+    const live = [['producer', producer], ['consumer', consumer]] as const
+    const holders = live.filter(([, end]) => end.status === 'alive' || end.status === 'claiming').map(([role, end]) => `${role} pid ${end.pid}`)
+    if (holders.length > 0) {
+      io.stderr.write(`shm-channel: warning: ${name} is in use (${holders.join(', ')}): what has it open keeps its mapping, and the next open of ${name} makes a new channel\n`)
+    }
+  }
+  try {
+    Region.unlink(name)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw new CliError(EXIT_FAILURE, `no channel named ${name}`)
+    if (code === 'EACCES' || code === 'EPERM') throw new CliError(EXIT_FAILURE, `cannot remove ${name}: permission denied`)
+    throw err
+  }
+  io.stdout.write(`removed ${name}\n`)
+  return EXIT_OK
+}
+
+// ---------------------------------------------------------------------------
+// gc
+
+function gc (args: ParsedArgs, io: CliIO): number {
+  const dryRun = args.flags['dry-run'] === true
+  const listing = listChannels(prefixArg(args.flags.prefix))
+  reportUnreadable(listing.unreadable, io)
+  const removed: ChannelSnapshot[] = []
+  const failed: Array<{ name: string, error: string }> = []
+  for (const channel of listing.channels) {
+    if (!collectable(channel, ageOf(channel.name))) continue
+    if (dryRun) {
+      removed.push(channel)
+      continue
+    }
+    try {
+      if (removeIfStillCollectable(channel.name)) removed.push(channel)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      failed.push({ name: channel.name, error: code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (err as Error).message })
+    }
+  }
+  if (args.flags.json === true) {
+    io.stdout.write(JSON.stringify({ dryRun, removed, failed }, null, 2) + '\n')
+  } else {
+    const verb = dryRun ? 'would remove' : 'removed'
+    for (const c of removed) {
+      const unread = Math.max(0, c.messagesSent - c.messagesReceived)
+      io.stdout.write(`${verb} ${c.name} (producer ${endSummary(c.producer)}, consumer ${endSummary(c.consumer)}${unread > 0 ? `, ${unread} unread message${unread === 1 ? '' : 's'}` : ''})\n`)
+    }
+    if (removed.length === 0) io.stdout.write(dryRun ? 'nothing to remove\n' : 'nothing removed\n')
+  }
+  for (const { name, error } of failed) io.stderr.write(`shm-channel: could not remove ${name}: ${error}\n`)
+  return failed.length === 0 ? EXIT_OK : EXIT_FAILURE
+}
+
+/**
+ * Maps the channel again, checks that no end came alive since the listing,
+ * and unlinks the name only while it is still that same object (a channel
+ * re-created under the name meanwhile is left alone).
+ */
+function removeIfStillCollectable (name: string): boolean {
+  let region: Region
+  try {
+    region = Region.open(name, { readOnly: true })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
+  try {
+    const again = read(name, region.buffer)
+    if (again.kind !== 'channel' || !collectable(again.channel, ageOf(name))) return false
+    return region.unlinkIfSame()
+  } finally {
+    region.close()
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Formatting
+
+function endSummary (end: EndSnapshot): string {
+  return end.pid === 0 ? end.status : `${end.pid} ${end.status}`
+}
+
+function endDetail (end: EndSnapshot): string {
+  if (end.pid === 0) return end.status
+  return `pid ${end.pid}, ${end.status} (state ${end.state}, start time ${end.startTime})`
+}
+
+/** Bytes in binary units: 512 B, 64 KiB, 1.5 MiB. */
+function bytes (n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
+  let value = n
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  const text = unit === 0 || Number.isInteger(value) ? String(value) : value.toFixed(1)
+  return `${text} ${units[unit]}`
+}
+
+function rate (perSecond: number): string {
+  return perSecond >= 100 ? String(Math.round(perSecond)) : perSecond.toFixed(1)
+}
+
+/** Bytes per second as MB/s (10^6 bytes). */
+function megabytes (bytesPerSecond: number): string {
+  return (bytesPerSecond / 1e6).toFixed(2)
+}
+
+/** Left-aligned columns, or right-aligned ones in `numeric`. */
+function table (header: string[], rows: string[][], numeric: Set<number>): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
+  const format = (cells: string[]): string => cells
+    .map((cell, i) => numeric.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
+    .join('  ').trimEnd() + '\n'
+  return [header, ...rows].map(format).join('')
+}
