@@ -58,7 +58,10 @@ export const json: Codec<unknown> = {
 export const structured: Codec<unknown> = {
   name: 'structured',
   encode (value) { return v8.serialize(value) },
-  decode (data) { return v8.deserialize(data) }
+  // v8.deserialize returns typed arrays and Buffers that are views of its
+  // input where alignment allows: deserialize a copy, or they would alias
+  // ring memory the producer overwrites once this message is released.
+  decode (data) { return v8.deserialize(Buffer.from(data)) }
 }
 
 export const codecs = { bytes, utf8, json, structured } as const
