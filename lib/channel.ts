@@ -431,9 +431,38 @@ export class Producer<T = unknown> {
     const timeout = checkTimeout('timeout', options.timeout)
     if (options.signal?.aborted === true) return Promise.reject(new AbortError({ cause: options.signal.reason }))
     return new Promise((resolve, reject) => {
-      this.#queue.push({ payload, offset: -1, resolve, reject, timeout, deadline: performance.now() + timeout, signal: options.signal })
+      const entry: PendingSend = { payload, offset: -1, resolve, reject, timeout, deadline: performance.now() + timeout, signal: options.signal }
+      this.#queue.push(entry)
+      if (this.#queue.length > 1) this.#expireWhileQueued(entry)
       if (!this.#pumping) void this.#pump()
     })
+  }
+
+  /**
+   * A send queued behind another one is not written before its turn, but its
+   * timeout and signal run from the call: when either fires while it is still
+   * queued, it leaves the queue and rejects. Once it is the head, #pump's own
+   * wait watches both (the head is never removed from here).
+   */
+  #expireWhileQueued (entry: PendingSend): void {
+    const timed = entry.timeout !== Infinity
+    if (!timed && entry.signal === undefined) return
+    const expire = (err: Error): void => {
+      const index = this.#queue.indexOf(entry)
+      if (index <= 0) return
+      this.#queue.splice(index, 1)
+      entry.reject(err)
+    }
+    const timer = timed ? setTimeout(() => { expire(new ShmChannelError('ERR_TIMEOUT', `send timed out after ${entry.timeout} ms`)) }, entry.timeout) : undefined
+    const onAbort = (): void => { expire(new AbortError({ cause: entry.signal?.reason })) }
+    entry.signal?.addEventListener('abort', onAbort, { once: true })
+    const { resolve, reject } = entry
+    const done = (): void => {
+      clearTimeout(timer)
+      entry.signal?.removeEventListener('abort', onAbort)
+    }
+    entry.resolve = () => { done(); resolve() }
+    entry.reject = (err) => { done(); reject(err) }
   }
 
   /** Writes the queue head as far as possible; true when it is fully written. */
@@ -704,16 +733,64 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
       }
     }
     const previous = this.#receiving
-    const p = previous === undefined ? this.#receiveSlow(options) : previous.then(() => this.#receiveSlow(options), () => this.#receiveSlow(options))
-    const tracked: Promise<unknown> = p.then(() => {}, () => {})
+    let p: Promise<T>
+    let turn: Promise<unknown>
+    if (previous === undefined) {
+      p = this.#receiveSlow(options)
+      turn = p
+    } else {
+      [p, turn] = this.#receiveAfter(previous, options)
+    }
+    const tracked: Promise<unknown> = turn.then(() => {}, () => {})
     this.#receiving = tracked
     void tracked.then(() => { if (this.#receiving === tracked) this.#receiving = undefined })
     return p
   }
 
-  async #receiveSlow (options: WaitOptions): Promise<T> {
+  /**
+   * A receive behind another one waits for its turn, but its timeout and
+   * signal run from the call: if either fires first it rejects at once and
+   * never takes a message. Returns the receive, and its turn, which ends no
+   * sooner than the previous one's, so receives take messages in call order.
+   */
+  #receiveAfter (previous: Promise<unknown>, options: WaitOptions): [Promise<T>, Promise<unknown>] {
+    let turn: Promise<unknown> = previous
+    const p = new Promise<T>((resolve, reject) => {
+      const timeout = checkTimeout('timeout', options.timeout)
+      const deadline = performance.now() + timeout
+      const signal = options.signal
+      let expired = false
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const onAbort = (): void => { expire(new AbortError({ cause: signal?.reason })) }
+      const cleanup = (): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const expire = (err: Error): void => {
+        expired = true
+        cleanup()
+        reject(err)
+      }
+      const start = async (): Promise<void> => {
+        if (expired) return
+        cleanup()
+        try {
+          resolve(await this.#receiveSlow(options, deadline))
+        } catch (err) {
+          reject(err)
+        }
+      }
+      turn = previous.then(start, start)
+      if (signal?.aborted === true) return onAbort()
+      signal?.addEventListener('abort', onAbort, { once: true })
+      if (timeout !== Infinity) timer = setTimeout(() => { expire(new ShmChannelError('ERR_TIMEOUT', `receive timed out after ${timeout} ms`)) }, timeout)
+    })
+    return [p, turn]
+  }
+
+  async #receiveSlow (options: WaitOptions, deadline?: number): Promise<T> {
     const timeout = checkTimeout('timeout', options.timeout)
-    const deadline = performance.now() + timeout
+    deadline ??= performance.now() + timeout
     const signal = options.signal === undefined ? this.#closer.signal : AbortSignal.any([this.#closer.signal, options.signal])
     for (;;) {
       const next = this.#next()
