@@ -1,0 +1,58 @@
+/**
+ * Backpressure: a producer process that sends as fast as it can into a
+ * small ring read by a slow consumer (this process, pausing as it reads)
+ * waits instead of buffering. Its memory stays flat over hundreds of
+ * megabytes and every message arrives.
+ */
+import t from 'tap'
+
+import { Consumer } from '../lib/index'
+import {
+  ChannelPeer, channelName, closeAtEnd, consumeStream, leavesNothingInDevShm, perfectReport, shmExists,
+  type ProduceReport, type StreamSpec
+} from './support/channel-helpers'
+
+const KiB = 1024
+const MiB = 1024 * KiB
+const CAPACITY = 64 * KiB
+/** What the producer may grow by, after warming up, while it sends. */
+const RSS_BOUND = 64 * MiB
+const TOTAL = 200 * MiB
+
+type Produced = ProduceReport & { rssMin: number, rssMax: number, samples: number }
+
+const cases = [
+  { label: '8 KiB messages with send()', size: 8 * KiB, how: 'send' },
+  { label: '8 KiB messages with sendSync()', size: 8 * KiB, how: 'sendSync' },
+  { label: '96 KiB messages, fragmented, with send()', size: 96 * KiB, how: 'send' }
+] as const
+
+for (const { label, size, how } of cases) {
+  t.test(`a fast producer and a slow consumer over a 64 KiB ring: ${label}`, async (t) => {
+    const peer = new ChannelPeer(t)
+    const name = channelName()
+    const consumer = closeAtEnd(t, Consumer.open<Uint8Array>(name, { capacity: CAPACITY, codec: 'bytes' }))
+    await peer.call('openProducer', name, { codec: 'bytes' })
+    const count = Math.ceil(TOTAL / size)
+    const spec: StreamSpec = { seed: size, count, sizes: { min: size, max: size } }
+
+    // Every message is allocated afresh, as a careless producer would: only the
+    // channel's waiting keeps the process from piling them up.
+    const produced = peer.call<Produced>('produceStream', spec, { how, fresh: true, every: Math.max(1, Math.floor(count / 400)), sampleRss: true })
+    const report = await consumeStream(consumer, spec, { pauseEvery: Math.max(1, Math.floor(128 * KiB / size)), pauseMs: 1 })
+    const sent = await produced
+
+    t.same(report, perfectReport(count, sent.bytes), `all ${count} messages (${Math.round(sent.bytes / MiB)} MiB) arrived whole and in order`)
+    t.ok(sent.bytes >= TOTAL, `${sent.bytes} bytes sent`)
+    t.ok(sent.timesFull >= 100, `the producer found the ring full ${sent.timesFull} times: it was held back`)
+    t.ok(sent.samples >= 100, `${sent.samples} RSS samples`)
+    const growth = sent.rssMax - sent.rssMin
+    t.ok(growth < RSS_BOUND, `producer RSS grew by ${(growth / MiB).toFixed(1)} MiB while sending (bound ${RSS_BOUND / MiB} MiB)`)
+
+    await peer.call('closeProducer')
+    consumer.close()
+    t.notOk(shmExists(name), 'the name is gone once both ends closed')
+  })
+}
+
+leavesNothingInDevShm(t)

@@ -1,0 +1,326 @@
+/**
+ * Processes that die without closing: SIGKILL a forked end (idle, blocked,
+ * or in the middle of writing) and check what the survivor sees. Everything
+ * published before the death is delivered whole and in order, then the
+ * survivor's wait fails with ERR_PEER_DEAD within a bounded time (the
+ * default peerCheckInterval is 250 ms; 5 s is the generous bound). A
+ * crashed channel's name is reclaimed by the next open; a live one never is.
+ */
+import t from 'tap'
+
+import { Consumer, Producer } from '../lib/index'
+import {
+  ChannelPeer, StreamVerifier, channelName, closeAtEnd, leavesNothingInDevShm, makeMessage, perfectReport,
+  prng, rejection, shmExists, thrown, within, type StreamSpec
+} from './support/channel-helpers'
+
+const KiB = 1024
+/** How long a survivor may take to notice a dead peer. */
+const DETECTION_BOUND = 5000
+
+/** Milliseconds from `since` until `promise` rejects, and the error. */
+async function rejectionAfter (since: () => number, promise: Promise<unknown>): Promise<{ code?: string, ms: number }> {
+  const err = await within(30_000, rejection(promise), 'the survivor\'s call')
+  return { code: err.code, ms: performance.now() - since() }
+}
+
+t.test('the producer dies: the consumer gets what was sent, then ERR_PEER_DEAD', async (t) => {
+  t.test('messages sent before the SIGKILL are all delivered, then receive rejects with ERR_PEER_DEAD', async (t) => {
+    const peer = new ChannelPeer(t)
+    const name = channelName()
+    const consumer = closeAtEnd(t, Consumer.open<{ seq: number }>(name))
+    await peer.call('openProducer', name)
+    const K = 1000
+    const sent = Array.from({ length: K }, (_, seq) => ({ seq }))
+    t.equal(await peer.call('send', sent), K, 'the producer reports it sent them')
+    t.same(await peer.kill(), { code: null, signal: 'SIGKILL' })
+    const killedAt = performance.now()
+    const received: Array<{ seq: number }> = []
+    let outcome: { code?: string, ms: number } | undefined
+    for (;;) {
+      try {
+        received.push(await within(30_000, consumer.receive(), 'receive'))
+      } catch (err) {
+        outcome = { code: (err as { code?: string }).code, ms: performance.now() - killedAt }
+        break
+      }
+    }
+    t.same(received, sent, 'every message, in order')
+    t.equal(outcome.code, 'ERR_PEER_DEAD')
+    t.ok(outcome.ms < DETECTION_BOUND, `noticed ${Math.round(outcome.ms)} ms after the kill`)
+    consumer.close()
+    t.notOk(shmExists(name), 'the consumer, last out, removed the name')
+  })
+
+  t.test('a receive already waiting when the producer is SIGKILLed rejects with ERR_PEER_DEAD', async (t) => {
+    const peer = new ChannelPeer(t)
+    const name = channelName()
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    await peer.call('openProducer', name, { codec: 'utf8' })
+    await peer.call('send', ['last words'])
+    t.equal(await consumer.receive(), 'last words')
+    let killedAt = 0
+    const waiting = rejectionAfter(() => killedAt, consumer.receive())
+    await new Promise((resolve) => setTimeout(resolve, 300)) // parked, past a liveness check
+    killedAt = performance.now()
+    await peer.kill()
+    const { code, ms } = await waiting
+    t.equal(code, 'ERR_PEER_DEAD')
+    t.ok(ms < DETECTION_BOUND, `noticed ${Math.round(ms)} ms after the kill`)
+  })
+
+  t.test('a consumer blocked in receiveSync in another process throws ERR_PEER_DEAD when its producer is SIGKILLed', async (t) => {
+    const producer = new ChannelPeer(t)
+    const consumer = new ChannelPeer(t)
+    const name = channelName()
+    await consumer.call('openConsumer', name)
+    await producer.call('openProducer', name)
+    await producer.call('send', ['one', 'two'])
+    let killedAt = 0
+    const blocked = rejectionAfter(() => killedAt, consumer.call('receiveSync', 3, { timeout: 30_000 }))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    killedAt = performance.now()
+    await producer.kill()
+    const { code, ms } = await blocked
+    t.equal(code, 'ERR_PEER_DEAD')
+    t.ok(ms < DETECTION_BOUND, `noticed ${Math.round(ms)} ms after the kill`)
+    await consumer.call('closeConsumer')
+    t.notOk(shmExists(name))
+  })
+})
+
+t.test('the producer dies in the middle of writing: the survivor never sees a torn message', async (t) => {
+  t.test('killed with a fragmented message partly in the ring: what came before is delivered, then ERR_PEER_DEAD', async (t) => {
+    const peer = new ChannelPeer(t)
+    const name = channelName()
+    const consumer = closeAtEnd(t, Consumer.open<Uint8Array>(name, { capacity: 64 * KiB, codec: 'bytes' }))
+    await peer.call('openProducer', name, { codec: 'bytes' })
+    const before = [makeMessage(9, 0, 100), makeMessage(9, 1, 20 * KiB), makeMessage(9, 2, 8)]
+    t.same(await peer.call('sendThenStall', before, makeMessage(9, 3, 1024 * KiB)), { stalled: true }, 'the large send waits for room')
+    await peer.kill()
+    const verifier = new StreamVerifier(9)
+    let code: string | undefined
+    for (;;) {
+      try {
+        verifier.check(await within(30_000, consumer.receive(), 'receive'))
+      } catch (err) {
+        code = (err as { code?: string }).code
+        break
+      }
+    }
+    t.same(verifier.report, perfectReport(3, 100 + 20 * KiB + 8), 'the three whole messages, and nothing of the fourth')
+    t.equal(code, 'ERR_PEER_DEAD')
+  })
+
+  t.test('killed at random moments of a stream of mixed sizes: every message received is whole and in sequence', async (t) => {
+    const random = prng(0xdead)
+    for (let round = 0; round < 4; round++) {
+      const peer = new ChannelPeer(t)
+      const name = channelName()
+      const consumer = closeAtEnd(t, Consumer.open<Uint8Array>(name, { capacity: 64 * KiB, codec: 'bytes' }))
+      await peer.call('openProducer', name, { codec: 'bytes' })
+      // Mostly small messages; one in 16 up to 48 KiB, fragmented in this ring.
+      const spec: StreamSpec = { seed: 1000 + round, count: 1e9, sizes: { min: 8, max: 512, rareEvery: 16, rareMax: 48 * KiB } }
+      void peer.call('produceStream', spec).catch(() => {})
+      const killAfter = 2000 + (random() % 20_000)
+      const verifier = new StreamVerifier(spec.seed, spec.sizes)
+      let error: Error & { code?: string } = new Error('none')
+      for (;;) {
+        if (verifier.next === killAfter) await peer.kill()
+        try {
+          verifier.check(await within(30_000, consumer.receive(), 'receive'))
+        } catch (err) {
+          error = err as Error & { code?: string }
+          break
+        }
+      }
+      const report = verifier.report
+      t.ok(report.received >= killAfter, `round ${round}: killed after ${killAfter} messages, ${report.received} received in all`)
+      t.same(report, perfectReport(report.received, report.bytes), `round ${round}: none lost, duplicated, reordered or torn`)
+      t.equal(error.code, 'ERR_PEER_DEAD', error.message)
+      consumer.close()
+    }
+  })
+})
+
+t.test('the consumer dies: a producer waiting for room gets ERR_PEER_DEAD', async (t) => {
+  t.test('send waiting on a full ring here rejects with ERR_PEER_DEAD when the consumer is SIGKILLed, and so do sends queued behind it', async (t) => {
+    const peer = new ChannelPeer(t)
+    const name = channelName()
+    const producer = closeAtEnd(t, Producer.open<string>(name, { capacity: 4096, codec: 'utf8' }))
+    await peer.call('openConsumer', name, { codec: 'utf8' })
+    while (producer.trySend('fill')) ;
+    let killedAt = 0
+    const waiting = [producer.send('waits'), producer.send('queued')].map((p) => rejectionAfter(() => killedAt, p))
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    killedAt = performance.now()
+    await peer.kill()
+    const outcomes = await Promise.all(waiting)
+    t.same(outcomes.map((o) => o.code), ['ERR_PEER_DEAD', 'ERR_PEER_DEAD'])
+    t.ok(outcomes[0].ms < DETECTION_BOUND, `noticed ${Math.round(outcomes[0].ms)} ms after the kill`)
+    producer.close()
+    t.notOk(shmExists(name), 'the producer, last out, removed the name')
+  })
+
+  t.test('sendSync in another process throws ERR_PEER_DEAD: blocked when the consumer is killed, or called after', async (t) => {
+    const producer = new ChannelPeer(t)
+    const name = channelName()
+    const consumer = new ChannelPeer(t)
+    await consumer.call('openConsumer', name, { capacity: 4096 })
+    await producer.call('openProducer', name)
+    let killedAt = 0
+    const blocked = rejectionAfter(() => killedAt, producer.call('fillThenSend', 'fill', 'sendSync'))
+    t.ok(await producer.event<number>('full') > 0)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    killedAt = performance.now()
+    await consumer.kill()
+    const { code, ms } = await blocked
+    t.equal(code, 'ERR_PEER_DEAD')
+    t.ok(ms < DETECTION_BOUND, `noticed ${Math.round(ms)} ms after the kill`)
+    t.equal((await rejection(producer.call('sendSync', ['still full']))).code, 'ERR_PEER_DEAD', 'a later sendSync on the full ring')
+    await producer.call('closeProducer')
+    t.notOk(shmExists(name))
+  })
+})
+
+t.test('restarting after a crash: the dead end\'s name is reclaimed', async (t) => {
+  t.test('a new producer process opens the name of a SIGKILLed one while the old consumer is open; a new consumer gets only the new messages', async (t) => {
+    const oldProducer = new ChannelPeer(t)
+    const name = channelName()
+    const oldConsumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    await oldProducer.call('openProducer', name, { codec: 'utf8' })
+    await oldProducer.call('send', ['old 1', 'old 2', 'old unread'])
+    t.equal(await oldConsumer.receive(), 'old 1')
+    await oldProducer.kill()
+
+    const newProducer = new ChannelPeer(t)
+    await newProducer.call('openProducer', name, { codec: 'utf8' })
+    const newConsumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    await newProducer.call('send', ['new 1', 'new 2'])
+    t.equal(await newConsumer.receive(), 'new 1', 'the new consumer gets the new messages…')
+    t.equal(await newConsumer.receive(), 'new 2')
+    t.equal(newConsumer.tryReceive(), undefined, '…and nothing of the old channel')
+
+    // The old consumer still drains its own channel, and learns its producer died.
+    t.equal(await oldConsumer.receive(), 'old 2')
+    t.equal(await oldConsumer.receive(), 'old unread')
+    t.equal((await rejection(oldConsumer.receive())).code, 'ERR_PEER_DEAD')
+    oldConsumer.close()
+    t.ok(shmExists(name), 'closing the old consumer leaves the new channel\'s name alone')
+
+    await newProducer.call('closeProducer')
+    newConsumer.close()
+    t.notOk(shmExists(name))
+  })
+
+  t.test('a name left behind by a SIGKILLed producer with no consumer is reclaimed by Producer.open; a new consumer gets only the new messages', async (t) => {
+    const crashed = new ChannelPeer(t)
+    const name = channelName()
+    await crashed.call('openProducer', name, { codec: 'utf8', capacity: 8192 })
+    await crashed.call('send', ['stale 1', 'stale 2'])
+    await crashed.kill()
+    t.ok(shmExists(name), 'a crash leaves the name behind')
+
+    const producer = closeAtEnd(t, Producer.open<string>(name, { codec: 'utf8', capacity: 16384 }))
+    t.equal(producer.capacity, 16384, 'a fresh channel, with this creator\'s capacity')
+    const consumer = new ChannelPeer(t)
+    await consumer.call('openConsumer', name, { codec: 'utf8' })
+    await producer.send('fresh')
+    t.same(await consumer.call('receive', 1), ['fresh'])
+    t.equal(await consumer.call('tryReceive'), undefined)
+    producer.close()
+    await consumer.call('closeConsumer')
+    t.notOk(shmExists(name))
+  })
+
+  t.test('a name left behind when both ends were SIGKILLed is reclaimed by Consumer.open too', async (t) => {
+    const a = new ChannelPeer(t)
+    const b = new ChannelPeer(t)
+    const name = channelName()
+    await a.call('openProducer', name, { codec: 'utf8' })
+    await b.call('openConsumer', name, { codec: 'utf8' })
+    await a.call('send', ['stale'])
+    await a.kill()
+    await b.kill()
+    t.ok(shmExists(name))
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    t.equal(consumer.tryReceive(), undefined, 'a fresh, empty channel')
+    const producer = new ChannelPeer(t)
+    await producer.call('openProducer', name, { codec: 'utf8' })
+    await producer.call('send', ['fresh'])
+    t.equal(await consumer.receive(), 'fresh')
+    await producer.call('closeProducer')
+    consumer.close()
+    t.notOk(shmExists(name))
+  })
+
+  t.test('a consumer that opens after its producer was SIGKILLed still drains what was published, then gets ERR_PEER_DEAD', async (t) => {
+    const crashed = new ChannelPeer(t)
+    const name = channelName()
+    await crashed.call('openProducer', name, { codec: 'utf8' })
+    await crashed.call('send', ['published 1', 'published 2'])
+    await crashed.kill()
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    t.equal(await consumer.receive(), 'published 1')
+    t.equal(await consumer.receive(), 'published 2')
+    t.equal((await rejection(consumer.receive())).code, 'ERR_PEER_DEAD')
+    consumer.close()
+    t.notOk(shmExists(name), 'the consumer, last out, removed the name')
+  })
+
+  t.test('a new consumer opening the name of a SIGKILLed consumer starts a fresh channel; the live producer learns of the death and re-opens to reach it', async (t) => {
+    const name = channelName()
+    const producer = closeAtEnd(t, Producer.open<string>(name, { codec: 'utf8', capacity: 4096 }))
+    const dead = new ChannelPeer(t)
+    await dead.call('openConsumer', name, { codec: 'utf8' })
+    await producer.send('read by the dead consumer')
+    t.same(await dead.call('receive', 1), ['read by the dead consumer'])
+    await dead.kill()
+
+    const restarted = new ChannelPeer(t)
+    await restarted.call('openConsumer', name, { codec: 'utf8' })
+    while (producer.trySend('into the old ring')) ;
+    t.equal((await rejection(producer.send('into the old ring'))).code, 'ERR_PEER_DEAD', 'the old producer learns its consumer died')
+    producer.close()
+    const reopened = closeAtEnd(t, Producer.open<string>(name, { codec: 'utf8' }))
+    await reopened.send('after the restart')
+    t.same(await restarted.call('receive', 1), ['after the restart'])
+    t.same(await restarted.call('tryReceive'), undefined, 'nothing of the old ring')
+    reopened.close()
+    await restarted.call('closeConsumer')
+    t.notOk(shmExists(name))
+  })
+})
+
+t.test('a live channel is never reclaimed', async (t) => {
+  t.test('while the producer lives, a second producer here or in another process gets ERR_END_TAKEN, and the first still works', async (t) => {
+    const first = new ChannelPeer(t)
+    const second = new ChannelPeer(t)
+    const name = channelName()
+    await first.call('openProducer', name, { codec: 'utf8' })
+    await first.call('send', ['sent before anyone else came'])
+    t.equal(thrown(() => Producer.open(name)).code, 'ERR_END_TAKEN')
+    t.equal((await rejection(second.call('openProducer', name))).code, 'ERR_END_TAKEN')
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    t.equal(await consumer.receive(), 'sent before anyone else came', 'the consumer joined the live channel, message and all')
+    await first.call('send', ['and after'])
+    t.equal(await consumer.receive(), 'and after')
+    await first.call('closeProducer')
+    consumer.close()
+    t.notOk(shmExists(name))
+  })
+
+  t.test('a producer that closed cleanly is not mistaken for a dead one: its consumer drains and sees the end, not ERR_PEER_DEAD, even once its process is gone', async (t) => {
+    const peer = new ChannelPeer(t)
+    const name = channelName()
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    await peer.call('openProducer', name, { codec: 'utf8' })
+    await peer.call('send', ['goodbye'])
+    await peer.call('closeProducer')
+    await peer.kill()
+    t.equal(await consumer.receive(), 'goodbye')
+    t.equal((await rejection(consumer.receive())).code, 'ERR_CHANNEL_CLOSED')
+  })
+})
+
+leavesNothingInDevShm(t)

@@ -1,0 +1,580 @@
+/**
+ * Shared by the channel tests (test/channel*.test.ts, test/slow/channel*)
+ * and their fixtures (test/fixtures/channel-*.ts):
+ *
+ * - names that cannot collide with another run, and the check that a test
+ *   file leaves nothing behind in /dev/shm;
+ * - `ChannelPeer`, a forked process running a fixture that answers calls;
+ * - codecs both processes know by name (values crossing the IPC channel
+ *   cannot carry functions);
+ * - a seeded generator of test messages that carry their sequence number and
+ *   a checksum, and the verifier that tells lost, duplicated, reordered and
+ *   torn messages apart.
+ *
+ * This module is loaded by fixtures too, so it imports tap for types only.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { Worker } from 'node:worker_threads'
+import type { Test } from 'tap'
+
+import { Region, type Codec } from '../../lib/index'
+
+// ---------------------------------------------------------------------------
+// Names and /dev/shm
+
+/** Every channel name a test process makes starts with this. */
+export const SHM_PREFIX = `shmch-test-${process.pid}-`
+
+let counter = 0
+
+/** A fresh channel name (no leading slash, as users usually write it). */
+export function channelName (): string {
+  return `${SHM_PREFIX}ch${++counter}`
+}
+
+/** True while `name` exists in /dev/shm. */
+export function shmExists (name: string): boolean {
+  return fs.existsSync(path.join('/dev/shm', name.replace(/^\//, '')))
+}
+
+/** Entries of /dev/shm made by this test process and still there. */
+export function shmLeftovers (): string[] {
+  return fs.readdirSync('/dev/shm').filter((entry) => entry.startsWith(SHM_PREFIX)).sort()
+}
+
+/** Removes `name` from /dev/shm if it is there (for tests that leave a crashed channel on purpose). */
+export function unlinkIfPresent (name: string): void {
+  try {
+    Region.unlink(name)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+}
+
+/**
+ * The last test of every channel test file. Tests close their ends (and
+ * unlink the names of channels they crashed on purpose), so no name may
+ * remain; whatever a failed test left is removed afterwards so the machine
+ * stays clean, but only after it was reported.
+ */
+export function leavesNothingInDevShm (tap: Test): void {
+  tap.test(`leaves no /dev/shm/${SHM_PREFIX}* entries behind`, (t) => {
+    t.same(shmLeftovers(), [])
+    for (const entry of shmLeftovers()) unlinkIfPresent(entry)
+    t.end()
+  })
+}
+
+/** Closes `end` when `t` ends (close is idempotent, so the test may close it too). */
+export function closeAtEnd<E extends { close: () => void }> (t: Test, end: E): E {
+  t.teardown(() => { end.close() })
+  return end
+}
+
+/** Settles like `promise`, or rejects if it has not settled within `ms`. */
+export async function within<T> (ms: number, promise: Promise<T>, what = 'the operation'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const limit = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new Error(`${what} did not settle within ${ms} ms`)) }, ms)
+  })
+  try {
+    return await Promise.race([promise, limit])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Resolves to how `promise` rejected (or throws if it resolved), for assertions that need the error and its timing. */
+export async function rejection (promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await promise
+  } catch (err) {
+    return err as Error & { code?: string }
+  }
+  throw new Error('expected a rejection, but the promise resolved')
+}
+
+/** The error a synchronous call throws (or throws if it returns). */
+export function thrown (fn: () => unknown): Error & { code?: string } {
+  try {
+    fn()
+  } catch (err) {
+    return err as Error & { code?: string }
+  }
+  throw new Error('expected the call to throw, but it returned')
+}
+
+// ---------------------------------------------------------------------------
+// Forked peers
+
+export interface Exit {
+  code: number | null
+  signal: NodeJS.Signals | null
+}
+
+interface Envelope {
+  type: string
+  id?: number
+  value?: unknown
+  error?: Record<string, unknown>
+}
+
+/**
+ * A forked process running test/fixtures/<fixture>. It runs under tap's
+ * TypeScript loader because it gets this process's `execArgv`, and talks
+ * over IPC with `serialization: 'advanced'`, so Maps, Sets, Dates, BigInts,
+ * Buffers and typed arrays cross intact. The fixture answers
+ * `call(method, ...args)` (see fixtures/channel-rpc.ts) and may `emit`
+ * events along the way. It is SIGKILLed when `t` ends if still running.
+ */
+export class ChannelPeer {
+  readonly child: ChildProcess
+  /** Settles when the process ends, with its exit code or the signal that ended it. */
+  readonly exited: Promise<Exit>
+  #stderr = ''
+  #exit: Exit | undefined
+  #nextId = 0
+  readonly #calls = new Map<number, { resolve: (value: unknown) => void, reject: (err: Error) => void }>()
+  readonly #events: Envelope[] = []
+  readonly #eventWaiters: Array<{ type: string, resolve: (value: unknown) => void }> = []
+
+  constructor (t: Test, fixture = 'channel-peer.ts', args: string[] = []) {
+    this.child = fork(path.join(__dirname, '..', 'fixtures', fixture), args, {
+      execArgv: process.execArgv,
+      serialization: 'advanced',
+      stdio: ['ignore', 'inherit', 'pipe', 'ipc']
+    })
+    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { this.#stderr += chunk })
+    this.child.on('message', (message: Envelope) => { this.#onMessage(message) })
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.#exit = { code, signal }
+        this.#failPending()
+        resolve(this.#exit)
+      })
+    })
+    t.teardown(async () => {
+      if (this.#exit === undefined) {
+        this.child.kill('SIGKILL')
+        await this.exited
+      }
+    })
+  }
+
+  get pid (): number {
+    return this.child.pid ?? -1
+  }
+
+  /** Runs `method` in the fixture; rejects with the fixture's error (name, message and code kept). */
+  async call<T = unknown> (method: string, ...args: unknown[]): Promise<T> {
+    if (this.#exit !== undefined) throw this.#gone(`call ${method}`)
+    const id = ++this.#nextId
+    return await new Promise<T>((resolve, reject) => {
+      this.#calls.set(id, { resolve: resolve as (value: unknown) => void, reject })
+      this.child.send({ id, method, args })
+    })
+  }
+
+  /** The next event of `type` the fixture emitted (one that came earlier and was not taken yet counts). */
+  async event<T = unknown> (type: string): Promise<T> {
+    const index = this.#events.findIndex((e) => e.type === type)
+    if (index >= 0) return this.#events.splice(index, 1)[0].value as T
+    if (this.#exit !== undefined) throw this.#gone(`event ${type}`)
+    return await new Promise<T>((resolve) => {
+      this.#eventWaiters.push({ type, resolve: resolve as (value: unknown) => void })
+    })
+  }
+
+  /** Kills the process with `signal` and waits for it to be gone. */
+  async kill (signal: NodeJS.Signals = 'SIGKILL'): Promise<Exit> {
+    if (this.#exit === undefined) this.child.kill(signal)
+    return await this.exited
+  }
+
+  /** Lets the fixture finish (it closes its ends and exits once IPC closes) and returns how it ended. */
+  async end (): Promise<Exit> {
+    if (this.child.connected) this.child.disconnect()
+    return await this.exited
+  }
+
+  /** What the fixture wrote to stderr so far. */
+  get stderr (): string {
+    return this.#stderr
+  }
+
+  #onMessage (message: Envelope): void {
+    if (message.type === 'result') {
+      const call = this.#calls.get(message.id ?? -1)
+      if (call === undefined) return
+      this.#calls.delete(message.id ?? -1)
+      if (message.error === undefined) call.resolve(message.value)
+      else call.reject(Object.assign(new Error(String(message.error.message)), message.error))
+      return
+    }
+    const index = this.#eventWaiters.findIndex((w) => w.type === message.type)
+    if (index >= 0) this.#eventWaiters.splice(index, 1)[0].resolve(message.value)
+    else this.#events.push(message)
+  }
+
+  #failPending (): void {
+    for (const [id, call] of this.#calls) {
+      this.#calls.delete(id)
+      call.reject(this.#gone('a call returned'))
+    }
+  }
+
+  #gone (what: string): Error {
+    const how = this.#exit?.signal ?? `code ${String(this.#exit?.code)}`
+    return Object.assign(new Error(`fixture ended (${how}) before ${what}; stderr:\n${this.#stderr}`), { code: 'FIXTURE_GONE' })
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Worker threads
+
+export interface WorkerJob {
+  buffer: SharedArrayBuffer
+  role: 'producer' | 'consumer'
+  spec: StreamSpec
+  /** sendSync/receiveSync in the worker, or send/receive. */
+  blocking: boolean
+  /** Producer: close after the last message. */
+  close?: boolean
+}
+
+/**
+ * Runs test/fixtures/channel-worker.ts in a worker thread (tap's TypeScript
+ * loader reaches workers through the inherited execArgv) and resolves with
+ * the report it posts; rejects with its error. Terminated when `t` ends.
+ */
+export async function runChannelWorker<R> (t: Test, job: WorkerJob): Promise<R> {
+  const worker = new Worker(path.join(__dirname, '..', 'fixtures', 'channel-worker.ts'), { workerData: job })
+  t.teardown(async () => { await worker.terminate() })
+  return await new Promise<R>((resolve, reject) => {
+    worker.once('message', (message: { report?: R, error?: { message: string, code?: string } }) => {
+      if (message.error !== undefined) reject(Object.assign(new Error(message.error.message), { code: message.error.code }))
+      else resolve(message.report as R)
+    })
+    worker.once('error', reject)
+    worker.once('exit', (code) => { reject(new Error(`the worker exited with code ${code} before reporting`)) })
+  })
+}
+
+// ---------------------------------------------------------------------------
+// Codecs known to both processes by name
+
+export interface Point { x: number, y: number, label: string }
+
+/** A hand-written codec object: a point as two float64s and a UTF-8 label. */
+export const pointCodec: Codec<Point> = {
+  name: 'point',
+  encode (p) {
+    const label = Buffer.from(p.label, 'utf8')
+    const out = Buffer.allocUnsafe(16 + label.length)
+    out.writeDoubleLE(p.x, 0)
+    out.writeDoubleLE(p.y, 8)
+    label.copy(out, 16)
+    return out
+  },
+  decode (bytes) {
+    return { x: bytes.readDoubleLE(0), y: bytes.readDoubleLE(8), label: bytes.toString('utf8', 16) }
+  }
+}
+
+/** Strings, but decode refuses any text starting with "poison". */
+export const pickyCodec: Codec<string> = {
+  name: 'picky',
+  encode (value) { return value },
+  decode (bytes) {
+    const text = bytes.toString('utf8')
+    if (text.startsWith('poison')) throw new Error(`refusing ${JSON.stringify(text)}`)
+    return text
+  }
+}
+
+const testCodecs: Record<string, Codec<any>> = { point: pointCodec, picky: pickyCodec }
+
+/** A codec option as it crosses IPC: a built-in name, or the name of one of the codecs above. */
+export function codecOption (name: string | undefined): Codec<any> | string | undefined {
+  return name !== undefined && name in testCodecs ? testCodecs[name] : name
+}
+
+// ---------------------------------------------------------------------------
+// Seeded test messages
+
+/** mulberry32: a small, fast, seeded 32-bit generator. */
+export function prng (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = a
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return (x ^ (x >>> 14)) >>> 0
+  }
+}
+
+/** A 32-bit hash of (seed, n), so each message's size and bytes follow from its number alone. */
+function mix (seed: number, n: number): number {
+  let x = (Math.imul(n, 0x9e3779b1) ^ seed) >>> 0
+  x = Math.imul(x ^ (x >>> 16), 0x85ebca6b)
+  x = Math.imul(x ^ (x >>> 13), 0xc2b2ae35)
+  return (x ^ (x >>> 16)) >>> 0
+}
+
+/** Bytes of a test message before its body: sequence number (u32) and checksum of the body (u32). */
+export const MESSAGE_HEADER = 8
+
+export interface SizeSpec {
+  /** Smallest message, at least MESSAGE_HEADER. */
+  min: number
+  /** Largest common message. */
+  max: number
+  /** One message in `rareEvery` is drawn from min..rareMax instead (0: never). */
+  rareEvery?: number
+  rareMax?: number
+}
+
+/** Message sizes of the stress runs: mostly 8..256 bytes, one in 64 up to 4 KiB. */
+export const STRESS_SIZES: SizeSpec = { min: MESSAGE_HEADER, max: 256, rareEvery: 64, rareMax: 4096 }
+
+/** The size of message `seq` of a run with this seed and spec. */
+export function messageSize (seed: number, seq: number, spec: SizeSpec): number {
+  const r = mix(seed, seq)
+  const rare = spec.rareEvery !== undefined && spec.rareEvery > 0 && r % spec.rareEvery === 0
+  const max = rare ? (spec.rareMax ?? spec.max) : spec.max
+  return spec.min + (mix(r, seq) % (max - spec.min + 1))
+}
+
+/** FNV-1a over bytes[start, end). */
+export function fnv1a (bytes: Uint8Array, start = 0, end = bytes.length): number {
+  let h = 0x811c9dc5
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i], 0x01000193)
+  return h >>> 0
+}
+
+/**
+ * Writes message `seq` of `size` bytes into `out` (at least `size` long):
+ * its number, the checksum of its body, and a body of bytes that follow
+ * from (seed, seq). Returns the message as a view of `out`.
+ */
+export function writeMessage (out: Buffer, seed: number, seq: number, size: number): Buffer {
+  const message = out.subarray(0, size)
+  let x = mix(seed ^ 0x5bd1e995, seq) | 1
+  for (let i = MESSAGE_HEADER; i < size; i++) {
+    // xorshift32: cheap, and different for every message.
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5
+    message[i] = x & 0xff
+  }
+  message.writeUInt32LE(seq >>> 0, 0)
+  message.writeUInt32LE(fnv1a(message, MESSAGE_HEADER), 4)
+  return message
+}
+
+/** A fresh message, for tests that keep what they send. */
+export function makeMessage (seed: number, seq: number, size: number): Buffer {
+  return Buffer.from(writeMessage(Buffer.allocUnsafe(Math.max(size, MESSAGE_HEADER)), seed, seq, size))
+}
+
+export interface StreamReport {
+  /** Messages that arrived. */
+  received: number
+  /** Arrived whole, with the expected number, size and checksum. */
+  intact: number
+  /** Numbers skipped (messages never seen). */
+  lost: number
+  /** A number seen again. */
+  duplicated: number
+  /** A number lower than one already seen, that was not seen before. */
+  reordered: number
+  /** Wrong size or checksum, or body bytes not the ones sent. */
+  torn: number
+  bytes: number
+  /** The first few problems, described. */
+  problems: string[]
+}
+
+/**
+ * Checks a stream of test messages as they arrive. Sizes are checked
+ * against the seeded size of each number when `spec` is given.
+ */
+export class StreamVerifier {
+  readonly #seed: number
+  readonly #spec: SizeSpec | undefined
+  #next = 0
+  readonly #report: StreamReport = { received: 0, intact: 0, lost: 0, duplicated: 0, reordered: 0, torn: 0, bytes: 0, problems: [] }
+  /** Numbers that were skipped and may still arrive late. */
+  readonly #missing = new Set<number>()
+
+  constructor (seed: number, spec?: SizeSpec) {
+    this.#seed = seed
+    this.#spec = spec
+  }
+
+  check (message: Uint8Array): void {
+    const r = this.#report
+    r.received++
+    r.bytes += message.length
+    if (message.length < MESSAGE_HEADER) {
+      this.#problem('torn', `a ${message.length}-byte message is shorter than its header`)
+      return
+    }
+    const seq = (message[0] | (message[1] << 8) | (message[2] << 16) | (message[3] << 24)) >>> 0
+    const sum = (message[4] | (message[5] << 8) | (message[6] << 16) | (message[7] << 24)) >>> 0
+    if (seq === this.#next) {
+      this.#next++
+    } else if (seq > this.#next) {
+      for (let s = this.#next; s < seq && this.#missing.size < 100_000; s++) this.#missing.add(s)
+      r.lost += seq - this.#next
+      this.#problem(null, `expected message ${this.#next}, got ${seq}`)
+      this.#next = seq + 1
+    } else if (this.#missing.delete(seq)) {
+      r.lost--
+      r.reordered++
+      this.#problem(null, `message ${seq} arrived after ${this.#next - 1}`)
+    } else {
+      r.duplicated++
+      this.#problem(null, `message ${seq} arrived again`)
+    }
+    if (this.#spec !== undefined) {
+      const size = messageSize(this.#seed, seq, this.#spec)
+      if (message.length !== size) {
+        this.#problem('torn', `message ${seq} has ${message.length} bytes, sent ${size}`)
+        return
+      }
+    }
+    if (fnv1a(message, MESSAGE_HEADER) !== sum) {
+      this.#problem('torn', `message ${seq} (${message.length} bytes) fails its checksum`)
+      return
+    }
+    let x = mix(this.#seed ^ 0x5bd1e995, seq) | 1
+    for (let i = MESSAGE_HEADER; i < message.length; i++) {
+      x ^= x << 13; x ^= x >>> 17; x ^= x << 5
+      if (message[i] !== (x & 0xff)) {
+        this.#problem('torn', `message ${seq} differs from what was sent at byte ${i}`)
+        return
+      }
+    }
+    r.intact++
+  }
+
+  /** Message numbers seen so far (the next one expected). */
+  get next (): number {
+    return this.#next
+  }
+
+  get report (): StreamReport {
+    return { ...this.#report, problems: [...this.#report.problems] }
+  }
+
+  #problem (kind: 'torn' | null, text: string): void {
+    if (kind === 'torn') this.#report.torn++
+    if (this.#report.problems.length < 10) this.#report.problems.push(text)
+  }
+}
+
+/** The report of a stream of `count` messages that all arrived as sent. */
+export function perfectReport (count: number, bytes: number): Omit<StreamReport, 'problems'> & { problems: [] } {
+  return { received: count, intact: count, lost: 0, duplicated: 0, reordered: 0, torn: 0, bytes, problems: [] }
+}
+
+// ---------------------------------------------------------------------------
+// Streams of test messages over a channel (used in both processes and threads)
+
+export interface StreamSpec {
+  seed: number
+  count: number
+  sizes: SizeSpec
+}
+
+export interface ProduceOptions {
+  /** 'send' (default): trySend, falling back to await send() when full. 'sendSync': trySend, falling back to sendSync(). */
+  how?: 'send' | 'sendSync'
+  /** Allocate every message afresh instead of reusing one buffer (garbage, as a careless producer makes). */
+  fresh?: boolean
+  /** Called with the number sent every `every` messages. */
+  every?: number
+  onProgress?: (sent: number) => void
+  /** Close the producer after the last message. */
+  close?: boolean
+}
+
+export interface ProduceReport {
+  count: number
+  bytes: number
+  /** Times trySend found the ring full and the producer had to wait. */
+  timesFull: number
+}
+
+interface StreamProducer {
+  trySend: (value: Uint8Array) => boolean
+  send: (value: Uint8Array) => Promise<void>
+  sendSync: (value: Uint8Array) => void
+  close: () => void
+}
+
+interface StreamConsumer {
+  tryReceive: () => Uint8Array | undefined
+  receive: (options?: { timeout?: number }) => Promise<Uint8Array>
+  receiveSync: (options?: { timeout?: number }) => Uint8Array
+}
+
+/** trySend, and false for a message too large to go without waiting (trySend throws ERR_MESSAGE_TOO_LARGE for those). */
+function trySend (producer: StreamProducer, message: Uint8Array): boolean {
+  try {
+    return producer.trySend(message)
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_MESSAGE_TOO_LARGE') return false
+    throw err
+  }
+}
+
+/** Sends messages 0..count-1 of `spec`, batching with trySend and waiting (send or sendSync) only when the ring is full. */
+export async function produceStream (producer: StreamProducer, spec: StreamSpec, options: ProduceOptions = {}): Promise<ProduceReport> {
+  const largest = Math.max(spec.sizes.max, spec.sizes.rareMax ?? 0)
+  const scratch = Buffer.allocUnsafe(largest)
+  const every = options.every ?? 0
+  let bytes = 0
+  let timesFull = 0
+  for (let seq = 0; seq < spec.count; seq++) {
+    const size = messageSize(spec.seed, seq, spec.sizes)
+    const message = options.fresh === true ? makeMessage(spec.seed, seq, size) : writeMessage(scratch, spec.seed, seq, size)
+    bytes += size
+    if (!trySend(producer, message)) {
+      timesFull++
+      if (options.how === 'sendSync') producer.sendSync(message)
+      else await producer.send(message)
+    }
+    if (every > 0 && (seq + 1) % every === 0) options.onProgress?.(seq + 1)
+  }
+  if (options.close === true) producer.close()
+  return { count: spec.count, bytes, timesFull }
+}
+
+export interface ConsumeOptions {
+  /** 'receive' (default): tryReceive, falling back to await receive(). 'receiveSync': tryReceive, falling back to receiveSync(). */
+  how?: 'receive' | 'receiveSync'
+  /** Pause `pauseMs` after every `pauseEvery` messages: a slow reader. */
+  pauseEvery?: number
+  pauseMs?: number
+  /** Give up waiting for a message after this many milliseconds (default 60 s). */
+  timeout?: number
+}
+
+/** Receives `spec.count` messages and reports what arrived, checked message by message. */
+export async function consumeStream (consumer: StreamConsumer, spec: StreamSpec, options: ConsumeOptions = {}): Promise<StreamReport> {
+  const verifier = new StreamVerifier(spec.seed, spec.sizes)
+  const timeout = options.timeout ?? 60_000
+  const pauseEvery = options.pauseEvery ?? 0
+  for (let n = 0; n < spec.count; n++) {
+    let message = consumer.tryReceive()
+    if (message === undefined) {
+      message = options.how === 'receiveSync' ? consumer.receiveSync({ timeout }) : await consumer.receive({ timeout })
+    }
+    verifier.check(message)
+    if (pauseEvery > 0 && (n + 1) % pauseEvery === 0) await new Promise((resolve) => setTimeout(resolve, options.pauseMs ?? 1))
+  }
+  return verifier.report
+}
