@@ -78,6 +78,12 @@ function settings (options: ChannelOptions<unknown>): Settings {
   return { wait, spinMicros, peerCheckInterval }
 }
 
+/** Checked before an end is taken: an option refused after that would leave the end claimed. */
+function checkMaxMessageSize (max: unknown): number {
+  if (max === undefined || max === Infinity) return Infinity
+  return checkInteger('maxMessageSize', max, 0, Number.MAX_SAFE_INTEGER)
+}
+
 type Role = 'producer' | 'consumer'
 
 const END_OFFSETS = {
@@ -290,6 +296,8 @@ export class Producer<T = unknown> {
   /** The producer end of a channel in a SharedArrayBuffer from `createChannelBuffer`. */
   static fromBuffer<T = unknown> (buffer: SharedArrayBuffer, options: ChannelOptions<T> = {}): Producer<T> {
     checkBuffer(buffer)
+    settings(options)
+    resolveCodec(options.codec)
     if (checkSegment(buffer) === 0) throw new ShmChannelError('ERR_INVALID_SEGMENT', 'invalid segment: header is not initialised')
     const h = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
     if (!claimEnd(h, L.PRODUCER_END_OFFSET)) throw new ShmChannelError('ERR_END_TAKEN', 'this channel already has a producer')
@@ -418,8 +426,11 @@ export class Producer<T = unknown> {
    */
   send (value: T, options: WaitOptions = {}): Promise<void> {
     let payload: Uint8Array | string
+    let timeout: number
     try {
       this.#checkWritable()
+      // Checked even when the message goes at once: a bad timeout must not fail only under load.
+      timeout = checkTimeout('timeout', options.timeout)
       payload = this.#encode(value)
       if (this.#queue.length === 0 && (typeof payload === 'string' || payload.length <= this.#ring.maxRecordPayload) && this.#tryWrite(payload)) {
         this.#schedulePublish()
@@ -428,7 +439,6 @@ export class Producer<T = unknown> {
     } catch (err) {
       return Promise.reject(err)
     }
-    const timeout = checkTimeout('timeout', options.timeout)
     if (options.signal?.aborted === true) return Promise.reject(new AbortError({ cause: options.signal.reason }))
     return new Promise((resolve, reject) => {
       const entry: PendingSend = { payload, offset: -1, resolve, reject, timeout, deadline: performance.now() + timeout, signal: options.signal }
@@ -575,8 +585,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
 
   private constructor (end: End, buffer: SharedArrayBuffer, options: ConsumerOptions<T>) {
     this.#end = end
-    const max = options.maxMessageSize ?? Infinity
-    if (max !== Infinity) checkInteger('maxMessageSize', max, 0, Number.MAX_SAFE_INTEGER)
+    const max = checkMaxMessageSize(options.maxMessageSize)
     this.#ring = new RingConsumer(buffer, max)
     this.#codec = resolveCodec(options.codec)
     this.#settings = settings(options)
@@ -598,6 +607,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     validateName(name)
     settings(options)
     resolveCodec(options.codec)
+    checkMaxMessageSize(options.maxMessageSize)
     const region = attach(name, 'consumer', options)
     try {
       return new Consumer<T>(new End('consumer', region.name, region, region.buffer), region.buffer, options)
@@ -610,6 +620,9 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
   /** The consumer end of a channel in a SharedArrayBuffer from `createChannelBuffer`. */
   static fromBuffer<T = unknown> (buffer: SharedArrayBuffer, options: ConsumerOptions<T> = {}): Consumer<T> {
     checkBuffer(buffer)
+    settings(options)
+    resolveCodec(options.codec)
+    checkMaxMessageSize(options.maxMessageSize)
     if (checkSegment(buffer) === 0) throw new ShmChannelError('ERR_INVALID_SEGMENT', 'invalid segment: header is not initialised')
     const h = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
     if (!claimEnd(h, L.CONSUMER_END_OFFSET)) throw new ShmChannelError('ERR_END_TAKEN', 'this channel already has a consumer')
@@ -725,6 +738,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     if (this.#receiving === undefined) {
       // Fast path: a message is already there.
       try {
+        if (options.timeout !== undefined) checkTimeout('timeout', options.timeout)
         const next = this.#next()
         if (next === END) return Promise.reject(ended())
         if (next !== NOTHING) return Promise.resolve(next)
