@@ -8,10 +8,10 @@
  */
 import t from 'tap'
 
-import { Consumer, Producer } from '../lib/index'
+import { Consumer, Producer, Region } from '../lib/index'
 import {
   ChannelPeer, StreamVerifier, channelName, closeAtEnd, leavesNothingInDevShm, makeMessage, perfectReport,
-  prng, rejection, shmExists, thrown, within, type StreamSpec
+  prng, rejection, shmExists, thrown, unlinkIfPresent, within, type StreamSpec
 } from './support/channel-helpers'
 
 const KiB = 1024
@@ -87,6 +87,35 @@ t.test('the producer dies: the consumer gets what was sent, then ERR_PEER_DEAD',
     await consumer.call('closeConsumer')
     t.notOk(shmExists(name))
   })
+})
+
+t.test('a dead peer is noticed under every wait strategy', async (t) => {
+  for (const wait of ['spin', 'block', 'adaptive'] as const) {
+    t.test(`'${wait}': a waiting receive here, and a send blocked here on a full ring`, async (t) => {
+      const producerPeer = new ChannelPeer(t)
+      const consumerPeer = new ChannelPeer(t)
+      const toHere = channelName()
+      const fromHere = channelName()
+      const consumer = closeAtEnd(t, Consumer.open(toHere, { wait }))
+      await producerPeer.call('openProducer', toHere)
+      const producer = closeAtEnd(t, Producer.open<string>(fromHere, { wait, capacity: 4096, codec: 'utf8' }))
+      await consumerPeer.call('openConsumer', fromHere, { codec: 'utf8' })
+      while (producer.trySend('fill')) ;
+      let killedAt = 0
+      const receiving = rejectionAfter(() => killedAt, consumer.receive())
+      const sending = rejectionAfter(() => killedAt, producer.send('fill'))
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      killedAt = performance.now()
+      await Promise.all([producerPeer.kill(), consumerPeer.kill()])
+      for (const [what, outcome] of [['receive', await receiving], ['send', await sending]] as const) {
+        t.equal(outcome.code, 'ERR_PEER_DEAD', what)
+        t.ok(outcome.ms < DETECTION_BOUND, `${what}: noticed ${Math.round(outcome.ms)} ms after the kill`)
+      }
+      consumer.close()
+      producer.close()
+      t.notOk(shmExists(toHere) || shmExists(fromHere), 'the survivors, last out, removed both names')
+    })
+  }
 })
 
 t.test('the producer dies in the middle of writing: the survivor never sees a torn message', async (t) => {
@@ -289,6 +318,35 @@ t.test('restarting after a crash: the dead end\'s name is reclaimed', async (t) 
     reopened.close()
     await restarted.call('closeConsumer')
     t.notOk(shmExists(name))
+  })
+})
+
+t.test('a creator that dies before finishing the header', async (t) => {
+  t.test('leaves a name the next open reclaims once openTimeout has passed', async (t) => {
+    const name = channelName()
+    // What a creator SIGKILLed between making the name and writing the header leaves: a sized, zeroed object.
+    Region.create(name, 8192).close()
+    const start = performance.now()
+    const producer = closeAtEnd(t, Producer.open<string>(name, { codec: 'utf8', openTimeout: 300 }))
+    t.ok(performance.now() - start >= 290, 'it waited for the creator first')
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    producer.trySend('works')
+    t.equal(consumer.tryReceive(), 'works')
+    producer.close()
+    consumer.close()
+    t.notOk(shmExists(name))
+  })
+
+  t.test('a segment that is not a channel is refused with ERR_INVALID_SEGMENT and left alone', async (t) => {
+    const name = channelName()
+    const foreign = Region.create(name, 8192)
+    Buffer.from(foreign.buffer).write('not a channel header')
+    t.equal(thrown(() => Consumer.open(name)).code, 'ERR_INVALID_SEGMENT')
+    t.equal(thrown(() => Producer.open(name)).code, 'ERR_INVALID_SEGMENT')
+    t.ok(shmExists(name), 'someone else\'s object is not unlinked')
+    t.equal(Buffer.from(foreign.buffer).toString('utf8', 0, 20), 'not a channel header', 'nor written to')
+    foreign.close()
+    unlinkIfPresent(name)
   })
 })
 

@@ -7,10 +7,10 @@
  */
 import t from 'tap'
 
-import { Consumer, DEFAULT_CAPACITY, Producer, type WaitStrategy } from '../lib/index'
+import { Consumer, DEFAULT_CAPACITY, Producer, createChannelBuffer, type WaitStrategy } from '../lib/index'
 import {
   ChannelPeer, StreamVerifier, channelName, closeAtEnd, consumeStream, leavesNothingInDevShm,
-  makeMessage, perfectReport, produceStream, rejection, shmExists, thrown, within, type StreamReport, type StreamSpec
+  makeMessage, perfectReport, produceStream, rejection, shmExists, thrown, unlinkIfPresent, within, type StreamReport, type StreamSpec
 } from './support/channel-helpers'
 
 const KiB = 1024
@@ -403,6 +403,124 @@ t.test('messages larger than a record travel in fragments, byte for byte', async
       await peer.call('closeProducer')
       consumer.close()
     }
+  })
+})
+
+t.test('zero-copy and batching across processes', async (t) => {
+  const peer = new ChannelPeer(t)
+
+  t.test('claim/commit writes in place; commit may shorten the message; an aborted claim is never seen', async (t) => {
+    const name = channelName()
+    const producer = closeAtEnd(t, Producer.open<Uint8Array>(name, { codec: 'bytes' }))
+    await peer.call('openConsumer', name, { codec: 'bytes' })
+    const whole = producer.claim(5)
+    t.ok(whole !== null)
+    whole!.write('whole')
+    producer.commit()
+    const dropped = producer.claim(7)
+    dropped!.write('dropped')
+    producer.abort()
+    const shortened = producer.claim(100)
+    shortened!.write('short')
+    producer.commit(5)
+    const empty = producer.claim(0)
+    t.equal(empty!.length, 0)
+    producer.commit()
+    t.same((await peer.call<Array<{ value: Buffer }>>('receiveTyped', 3)).map((r) => r.value.toString()), ['whole', 'short', ''])
+    t.equal(await peer.call('tryReceive'), undefined, 'nothing of the aborted claim')
+    await peer.call('closeConsumer')
+  })
+
+  t.test('cork holds messages back from the other process until uncork publishes them together', async (t) => {
+    const name = channelName()
+    const producer = closeAtEnd(t, Producer.open<number>(name))
+    await peer.call('openConsumer', name)
+    producer.cork()
+    for (let i = 0; i < 100; i++) t.equal(producer.trySend(i), true)
+    t.equal(await peer.call('tryReceive'), undefined, 'nothing visible while corked')
+    producer.uncork()
+    t.same(await peer.call('receive', 100), Array.from({ length: 100 }, (_, i) => i))
+    await peer.call('closeConsumer')
+  })
+
+  t.test('readable, read and release: views of the other process\'s messages, then false at the end', async (t) => {
+    const name = channelName()
+    const consumer = closeAtEnd(t, Consumer.open(name, { capacity: 64 * KiB }))
+    await peer.call('openProducer', name, { codec: 'utf8' })
+    const receiving = (async () => {
+      const seen: string[] = []
+      while (await consumer.readable({ timeout: 30_000 })) {
+        for (let view = consumer.read(); view !== undefined; view = consumer.read()) seen.push(view.toString())
+        consumer.release()
+      }
+      return seen
+    })()
+    const values = Array.from({ length: 3000 }, (_, i) => `message ${i}`)
+    await peer.call('send', values)
+    await peer.call('closeProducer')
+    t.same(await receiving, values)
+    t.equal(thrown(() => consumer.read()).code, 'ERR_CHANNEL_CLOSED', 'read() after the end')
+  })
+})
+
+t.test('names and options', async (t) => {
+  t.test('a name with or without its leading slash is the same channel', async (t) => {
+    const name = channelName()
+    const producer = closeAtEnd(t, Producer.open(name))
+    const consumer = closeAtEnd(t, Consumer.open(`/${name}`))
+    t.equal(producer.name, consumer.name)
+    producer.trySend('same channel')
+    t.equal(consumer.tryReceive(), 'same channel')
+    producer.close()
+    consumer.close()
+    t.notOk(shmExists(name))
+  })
+
+  t.test('bad options are refused with errors that name the option, and leave no name behind', async (t) => {
+    const name = channelName()
+    const cases: Array<[() => unknown, string, RegExp]> = [
+      [() => Producer.open(name, { capacity: 5000 }), 'ERR_OUT_OF_RANGE', /"capacity"/],
+      [() => Producer.open(name, { capacity: 2048 }), 'ERR_OUT_OF_RANGE', /"capacity"/],
+      [() => Consumer.open(name, { wait: 'sometimes' as WaitStrategy }), 'ERR_INVALID_ARG_VALUE', /"wait"/],
+      [() => Consumer.open(name, { peerCheckInterval: 0 }), 'ERR_OUT_OF_RANGE', /"peerCheckInterval"/],
+      [() => Consumer.open(name, { spinMicros: -1 }), 'ERR_OUT_OF_RANGE', /"spinMicros"/],
+      [() => Consumer.open(name, { codec: 'yaml' as 'json' }), 'ERR_INVALID_ARG_VALUE', /"codec"/],
+      [() => Consumer.open(name, { maxMessageSize: -1 }), 'ERR_OUT_OF_RANGE', /"maxMessageSize"/],
+      [() => Producer.open(42 as unknown as string), 'ERR_INVALID_ARG_TYPE', /"name"/],
+      [() => Producer.open(''), 'ERR_INVALID_ARG_VALUE', /"name"/],
+      [() => Producer.open('a/b'), 'ERR_INVALID_ARG_VALUE', /"name"/]
+    ]
+    for (const [open, code, message] of cases) {
+      const err = thrown(open)
+      t.equal(err.code, code, err.message)
+      t.match(err.message, message)
+    }
+    t.notOk(shmExists(name))
+    const producer = closeAtEnd(t, Producer.open(name))
+    const consumer = closeAtEnd(t, Consumer.open(name))
+    t.equal((await rejection(producer.send(1, { timeout: -1 }))).code, 'ERR_OUT_OF_RANGE', 'a negative send timeout, even with room')
+    t.equal(thrown(() => { producer.sendSync(1, { timeout: NaN }) }).code, 'ERR_OUT_OF_RANGE')
+    producer.trySend(1)
+    t.equal((await rejection(consumer.receive({ timeout: -1 }))).code, 'ERR_OUT_OF_RANGE', 'a negative receive timeout, even with a message waiting')
+    t.equal(thrown(() => consumer.receiveSync({ timeout: -1 })).code, 'ERR_OUT_OF_RANGE')
+    t.equal(consumer.tryReceive(), 1, 'and the message is still there')
+    producer.close()
+    consumer.close()
+    t.notOk(shmExists(name))
+
+    // Refused options of a second open leave the ends free for a good one.
+    const buffer = createChannelBuffer(4096)
+    t.equal(thrown(() => Consumer.fromBuffer(buffer, { maxMessageSize: 1.5 })).code, 'ERR_OUT_OF_RANGE')
+    t.equal(thrown(() => Producer.fromBuffer(buffer, { wait: 'never' as WaitStrategy })).code, 'ERR_INVALID_ARG_VALUE')
+    Consumer.fromBuffer(buffer).close()
+    Producer.fromBuffer(buffer).close()
+    t.equal(thrown(() => Consumer.open(name, { maxMessageSize: -1 })).code, 'ERR_OUT_OF_RANGE')
+    t.notOk(shmExists(name), 'a refused open leaves no name')
+    const again = Consumer.open(name)
+    t.equal(again.closed, false, 'and the consumer end is free')
+    again.close()
+    t.ok(shmExists(name), 'left for a producer that never came')
+    unlinkIfPresent(name)
   })
 })
 
