@@ -12,9 +12,13 @@
  * cached value says it must, so in steady state neither touches the other's
  * cache line per message.
  */
+import { constants } from 'node:buffer'
+
 import * as L from './layout'
-import { ShmChannelError } from './errors'
+import { ShmChannelError, outOfRange } from './errors'
 import { wake } from './futex'
+
+const MAX_LENGTH = constants.MAX_LENGTH
 
 function invalid (what: string): ShmChannelError {
   return new ShmChannelError('ERR_INVALID_SEGMENT', `invalid segment: ${what}`)
@@ -52,7 +56,12 @@ export function checkSegment (buffer: SharedArrayBuffer): number {
     throw invalid(`capacity ${capacity} is not a power of two from ${L.MIN_CAPACITY} to ${L.MAX_CAPACITY}`)
   }
   if (L.segmentSize(capacity) > buffer.byteLength) throw invalid(`capacity ${capacity} does not fit in ${buffer.byteLength} bytes`)
-  const used = (h[L.word(L.PRODUCER_POSITION_OFFSET)] - h[L.word(L.CONSUMER_POSITION_OFFSET)]) >>> 0
+  const producer = h[L.word(L.PRODUCER_POSITION_OFFSET)]
+  const consumer = h[L.word(L.CONSUMER_POSITION_OFFSET)]
+  if (((producer | consumer) & (L.RECORD_ALIGNMENT - 1)) !== 0) {
+    throw invalid(`positions ${producer >>> 0} (producer) and ${consumer >>> 0} (consumer) are not both multiples of ${L.RECORD_ALIGNMENT}`)
+  }
+  const used = (producer - consumer) >>> 0
   if (used > capacity) throw invalid(`producer is ${used} bytes ahead of the consumer in a ${capacity}-byte ring`)
   return capacity
 }
@@ -184,9 +193,12 @@ export class RingProducer extends RingEnd {
    * fragments of up to maxRecordPayload bytes, from `offset` of the message
    * (0 for a new one). Returns the new offset; message.length once the last
    * fragment is committed. Nothing else may be written until it is.
+   * A message that fits one record is a RangeError: as fragments it would
+   * arrive with its length prefix (or, empty, not at all). Use tryWrite.
    */
   writeFragments (message: Uint8Array, offset: number): number {
     const total = message.length
+    if (total <= this.maxRecordPayload) throw outOfRange('message.length', `over maxRecordPayload (${this.maxRecordPayload}) for writeFragments; use tryWrite`, total)
     while (offset < total) {
       const prefix = offset === 0 ? L.FRAGMENT_TOTAL_SIZE : 0
       const chunk = Math.min(this.maxRecordPayload - prefix, total - offset)
@@ -364,7 +376,8 @@ export class RingConsumer extends RingEnd {
    * Reads the next whole message, or null when none is complete yet. A
    * single-record message is a view into the ring, valid until release().
    * Fragments are copied out and their space released as they arrive, so a
-   * message larger than the ring still goes through.
+   * message larger than the ring still goes through; that release covers
+   * everything read before them, so earlier views end there too.
    * Throws ERR_MESSAGE_TOO_LARGE (once, then skips that message) for a message
    * over maxMessageSize, and ERR_INVALID_SEGMENT for records that break the protocol.
    */
@@ -458,10 +471,13 @@ export class RingConsumer extends RingEnd {
       const total = payload.readUInt32LE(0) + payload.readUInt32LE(4) * 0x100000000
       const first = payload.length - L.FRAGMENT_TOTAL_SIZE
       if (total <= first) throw invalid(`fragmented message of ${total} bytes has a first fragment of ${first}`)
-      if (total > this.#maxMessageSize) {
+      // Buffer.allocUnsafe throws a RangeError over MAX_LENGTH: with no
+      // maxMessageSize, that is the limit.
+      if (total > this.#maxMessageSize || total > MAX_LENGTH) {
         this.#skipping = true
         this.#count(total)
-        throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `message of ${total} bytes exceeds maxMessageSize ${this.#maxMessageSize}`)
+        const limit = total > this.#maxMessageSize ? `maxMessageSize ${this.#maxMessageSize}` : `the largest Buffer, ${MAX_LENGTH} bytes`
+        throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `message of ${total} bytes exceeds ${limit}`)
       }
       this.#partial = Buffer.allocUnsafe(total)
       payload.copy(this.#partial, 0, L.FRAGMENT_TOTAL_SIZE)
