@@ -11,8 +11,9 @@ import t from 'tap'
 import { Consumer, Producer, Region } from '../lib/index'
 import {
   ChannelPeer, StreamVerifier, channelName, closeAtEnd, leavesNothingInDevShm, makeMessage, perfectReport,
-  prng, rejection, shmExists, thrown, unlinkIfPresent, within, type StreamSpec
+  rejection, shmExists, thrown, unlinkIfPresent, within, type StreamSpec
 } from './support/channel-helpers'
+import { Prng } from './support/prng'
 
 const KiB = 1024
 /** How long a survivor may take to notice a dead peer. */
@@ -142,7 +143,7 @@ t.test('the producer dies in the middle of writing: the survivor never sees a to
   })
 
   t.test('killed at random moments of a stream of mixed sizes: every message received is whole and in sequence', async (t) => {
-    const random = prng(0xdead)
+    const random = new Prng(0xdead)
     for (let round = 0; round < 4; round++) {
       const peer = new ChannelPeer(t)
       const name = channelName()
@@ -151,7 +152,7 @@ t.test('the producer dies in the middle of writing: the survivor never sees a to
       // Mostly small messages; one in 16 up to 48 KiB, fragmented in this ring.
       const spec: StreamSpec = { seed: 1000 + round, count: 1e9, sizes: { min: 8, max: 512, rareEvery: 16, rareMax: 48 * KiB } }
       void peer.call('produceStream', spec).catch(() => {})
-      const killAfter = 2000 + (random() % 20_000)
+      const killAfter = 2000 + random.int(20_000)
       const verifier = new StreamVerifier(spec.seed, spec.sizes)
       let error: Error & { code?: string } = new Error('none')
       for (;;) {

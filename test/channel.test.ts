@@ -344,7 +344,7 @@ t.test('messages larger than a record travel in fragments, byte for byte', async
 
   for (const capacity of [DEFAULT_CAPACITY, 64 * KiB]) {
     const sizes = [1 * MiB, 5 * MiB, 3 * capacity, 17, 3 * capacity + 1]
-    const label = sizes.map((s) => s >= MiB ? `${s / MiB} MiB` : s >= KiB ? `${s / KiB} KiB` : `${s} B`).join(', ')
+    const label = sizes.map((s) => s % MiB === 0 ? `${s / MiB} MiB` : s % KiB === 0 ? `${s / KiB} KiB` : `${s} B`).join(', ')
 
     t.test(`${label} from another process through a ${capacity / KiB} KiB ring`, async (t) => {
       const name = channelName()

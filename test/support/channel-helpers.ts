@@ -7,9 +7,9 @@
  * - `ChannelPeer`, a forked process running a fixture that answers calls;
  * - codecs both processes know by name (values crossing the IPC channel
  *   cannot carry functions);
- * - a seeded generator of test messages that carry their sequence number and
- *   a checksum, and the verifier that tells lost, duplicated, reordered and
- *   torn messages apart.
+ * - test messages of seeded sizes (the generator of test/support/prng.ts)
+ *   that carry their sequence number and a checksum, and the verifier that
+ *   tells lost, duplicated, reordered and torn messages apart.
  *
  * This module is loaded by fixtures too, so it imports tap for types only.
  */
@@ -20,6 +20,7 @@ import { Worker } from 'node:worker_threads'
 import type { Test } from 'tap'
 
 import { Region, type Codec } from '../../lib/index'
+import { Prng } from './prng'
 
 // ---------------------------------------------------------------------------
 // Names and /dev/shm
@@ -305,19 +306,7 @@ export function codecOption (name: string | undefined): Codec<any> | string | un
 // ---------------------------------------------------------------------------
 // Seeded test messages
 
-/** mulberry32: a small, fast, seeded 32-bit generator. */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return (x ^ (x >>> 14)) >>> 0
-  }
-}
-
-/** A 32-bit hash of (seed, n), so each message's size and bytes follow from its number alone. */
+/** A 32-bit hash of (seed, n): the seed of message n's body bytes, so they follow from its number alone. */
 function mix (seed: number, n: number): number {
   let x = (Math.imul(n, 0x9e3779b1) ^ seed) >>> 0
   x = Math.imul(x ^ (x >>> 16), 0x85ebca6b)
@@ -341,12 +330,33 @@ export interface SizeSpec {
 /** Message sizes of the stress runs: mostly 8..256 bytes, one in 64 up to 4 KiB. */
 export const STRESS_SIZES: SizeSpec = { min: MESSAGE_HEADER, max: 256, rareEvery: 64, rareMax: 4096 }
 
-/** The size of message `seq` of a run with this seed and spec. */
-export function messageSize (seed: number, seq: number, spec: SizeSpec): number {
-  const r = mix(seed, seq)
-  const rare = spec.rareEvery !== undefined && spec.rareEvery > 0 && r % spec.rareEvery === 0
-  const max = rare ? (spec.rareMax ?? spec.max) : spec.max
-  return spec.min + (mix(r, seq) % (max - spec.min + 1))
+/**
+ * The sizes of a run's messages, drawn in order from the seeded generator of
+ * test/support/prng.ts: sender and receiver each hold one and agree on the
+ * size of every message number.
+ */
+export class MessageSizes {
+  readonly #prng: Prng
+  readonly #spec: SizeSpec
+  #drawn = 0
+  #last = 0
+
+  constructor (seed: number, spec: SizeSpec) {
+    this.#prng = new Prng(seed)
+    this.#spec = spec
+  }
+
+  /** The size of message `seq`; undefined for a number before the last one asked (those sizes are gone). */
+  of (seq: number): number | undefined {
+    if (seq < this.#drawn - 1) return undefined
+    while (this.#drawn <= seq) {
+      const spec = this.#spec
+      const rare = spec.rareEvery !== undefined && spec.rareEvery > 0 && this.#prng.int(spec.rareEvery) === 0
+      this.#last = this.#prng.range(spec.min, rare ? (spec.rareMax ?? spec.max) : spec.max)
+      this.#drawn++
+    }
+    return this.#last
+  }
 }
 
 /** FNV-1a over bytes[start, end). */
@@ -403,7 +413,7 @@ export interface StreamReport {
  */
 export class StreamVerifier {
   readonly #seed: number
-  readonly #spec: SizeSpec | undefined
+  readonly #sizes: MessageSizes | undefined
   #next = 0
   readonly #report: StreamReport = { received: 0, intact: 0, lost: 0, duplicated: 0, reordered: 0, torn: 0, bytes: 0, problems: [] }
   /** Numbers that were skipped and may still arrive late. */
@@ -411,7 +421,7 @@ export class StreamVerifier {
 
   constructor (seed: number, spec?: SizeSpec) {
     this.#seed = seed
-    this.#spec = spec
+    this.#sizes = spec === undefined ? undefined : new MessageSizes(seed, spec)
   }
 
   check (message: Uint8Array): void {
@@ -439,8 +449,8 @@ export class StreamVerifier {
       r.duplicated++
       this.#problem(null, `message ${seq} arrived again`)
     }
-    if (this.#spec !== undefined) {
-      const size = messageSize(this.#seed, seq, this.#spec)
+    const size = this.#sizes?.of(seq)
+    if (size !== undefined) {
       if (message.length !== size) {
         this.#problem('torn', `message ${seq} has ${message.length} bytes, sent ${size}`)
         return
@@ -536,11 +546,12 @@ function trySend (producer: StreamProducer, message: Uint8Array): boolean {
 export async function produceStream (producer: StreamProducer, spec: StreamSpec, options: ProduceOptions = {}): Promise<ProduceReport> {
   const largest = Math.max(spec.sizes.max, spec.sizes.rareMax ?? 0)
   const scratch = Buffer.allocUnsafe(largest)
+  const sizes = new MessageSizes(spec.seed, spec.sizes)
   const every = options.every ?? 0
   let bytes = 0
   let timesFull = 0
   for (let seq = 0; seq < spec.count; seq++) {
-    const size = messageSize(spec.seed, seq, spec.sizes)
+    const size = sizes.of(seq) as number
     const message = options.fresh === true ? makeMessage(spec.seed, seq, size) : writeMessage(scratch, spec.seed, seq, size)
     bytes += size
     if (!trySend(producer, message)) {
