@@ -28,6 +28,12 @@ export type ErrorCode =
   | 'ERR_BUSY'
   /** This platform lacks what the call needs. */
   | 'ERR_UNSUPPORTED'
+  /**
+   * A request's handler failed in the other process (lib/rpc.ts). The error
+   * is a `RemoteError`: its message is the remote error's message, and
+   * `remoteCode`/`remoteName` carry the remote error's `code` and `name`.
+   */
+  | 'ERR_REMOTE'
 
 export class ShmChannelError extends Error {
   readonly code: ErrorCode
@@ -89,4 +95,24 @@ export function checkTimeout (name: string, value: unknown): number {
   if (typeof value !== 'number') throw invalidType(name, 'a number of milliseconds', value)
   if (Number.isNaN(value) || value < 0) throw outOfRange(name, 'a non-negative number of milliseconds or Infinity', value)
   return value
+}
+
+/**
+ * What a request's caller gets when the handler in the other process threw
+ * or rejected: `code` is 'ERR_REMOTE', `message` the remote error's message,
+ * `remoteCode` and `remoteName` the remote error's `code` (if it had one) and
+ * `name`. The remote stack is not sent.
+ */
+export class RemoteError extends ShmChannelError {
+  /** The `code` of the error thrown in the other process, if it had a string or number one. */
+  readonly remoteCode: string | number | undefined
+  /** The `name` of the error thrown in the other process ('Error', 'TypeError', ...). */
+  readonly remoteName: string
+
+  constructor (message: string, remote: { name?: string, code?: string | number }) {
+    super('ERR_REMOTE', message)
+    this.name = 'RemoteError'
+    this.remoteName = remote.name ?? 'Error'
+    this.remoteCode = remote.code
+  }
 }
