@@ -86,8 +86,8 @@ export function waitSync (spec: WaitSpec, timeout: number): void {
   if (spec.strategy === 'spin') {
     for (;;) {
       if (spin(spec, Math.min(deadline, now() + spec.peerCheckInterval))) return
-      if (now() >= deadline) throw timeoutError(timeout)
       spec.checkPeer()
+      if (now() >= deadline) throw timeoutError(timeout)
     }
   }
   if (spec.strategy === 'adaptive' && spin(spec, Math.min(deadline, start + spec.spinMicros / 1000))) return
@@ -103,8 +103,9 @@ export function waitSync (spec: WaitSpec, timeout: number): void {
     futexWait(h, spec.waitWord, seen, Math.max(0, Math.min(left, spec.peerCheckInterval)))
     Atomics.store(h, spec.parkedFlag, 0)
     if (spec.ready()) return
-    if (now() >= deadline) throw timeoutError(timeout)
+    // The peer first: a wait shorter than a slice must still see it die.
     spec.checkPeer()
+    if (now() >= deadline) throw timeoutError(timeout)
   }
 }
 
@@ -118,10 +119,10 @@ export async function waitAsync (spec: WaitSpec, timeout: number, signal?: Abort
     // Spinning holds the loop: give it back every millisecond.
     for (;;) {
       if (spin(spec, Math.min(deadline, now() + 1))) return
+      spec.checkPeer()
       if (now() >= deadline) throw timeoutError(timeout)
       await new Promise((resolve) => setImmediate(resolve))
       if (aborted(signal)) throw new AbortError({ cause: signal?.reason })
-      spec.checkPeer()
     }
   }
   if (spec.strategy === 'adaptive' && spin(spec, Math.min(deadline, start + spec.spinMicros / 1000))) return
@@ -140,7 +141,8 @@ export async function waitAsync (spec: WaitSpec, timeout: number, signal?: Abort
       Atomics.store(h, spec.parkedFlag, 0)
     }
     if (spec.ready()) return
-    if (now() >= deadline) throw timeoutError(timeout)
+    // The peer first: a wait shorter than a slice must still see it die.
     spec.checkPeer()
+    if (now() >= deadline) throw timeoutError(timeout)
   }
 }
