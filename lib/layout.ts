@@ -100,7 +100,7 @@ export const END_CLOSED = 2
 //   +---------------------------------------------------------------+
 //   |     record type      |  flags: BEGIN=0x100 END=0x200          | 4
 //   +---------------------------------------------------------------+
-//   |                  payload, then zero padding to 8                | 8
+//   |                  payload, then unused bytes up to a multiple of 8| 8
 //
 // A message that fits in one record has BEGIN|END. A larger one is a BEGIN
 // fragment whose payload starts with the message's total length (u64), any
