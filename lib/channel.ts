@@ -78,6 +78,32 @@ function settings (options: ChannelOptions<unknown>): Settings {
   return { wait, spinMicros, peerCheckInterval }
 }
 
+/**
+ * A signal that aborts when `closer` or `user` does, and a function that
+ * detaches it from both once the wait is over. AbortSignal.any would do,
+ * but in Node 20 each call leaves an entry on its source signals for as long
+ * as they live (nodejs/node#55351), and `closer` lives as long as the end:
+ * a producer waiting for room once per send grew without bound.
+ */
+function linkSignals (closer: AbortSignal, user: AbortSignal): { signal: AbortSignal, unlink: () => void } {
+  const controller = new AbortController()
+  const onCloser = (): void => { controller.abort(closer.reason) }
+  const onUser = (): void => { controller.abort(user.reason) }
+  if (closer.aborted || user.aborted) {
+    controller.abort(closer.aborted ? closer.reason : user.reason)
+  } else {
+    closer.addEventListener('abort', onCloser, { once: true })
+    user.addEventListener('abort', onUser, { once: true })
+  }
+  return {
+    signal: controller.signal,
+    unlink () {
+      closer.removeEventListener('abort', onCloser)
+      user.removeEventListener('abort', onUser)
+    }
+  }
+}
+
 /** Checked before an end is taken: an option refused after that would leave the end claimed. */
 function checkMaxMessageSize (max: unknown): number {
   if (max === undefined || max === Infinity) return Infinity
@@ -504,16 +530,18 @@ export class Producer<T = unknown> {
         this.#ring.publish()
         this.#ring.noteFull()
         const started = head.offset > 0
-        const signal = started ? this.#closer.signal : AbortSignal.any(head.signal === undefined ? [this.#closer.signal] : [this.#closer.signal, head.signal])
+        const link = started || head.signal === undefined ? undefined : linkSignals(this.#closer.signal, head.signal)
         const left = started ? Infinity : Math.max(0, head.deadline - performance.now())
         try {
-          await waitAsync(this.#spec, left, signal)
+          await waitAsync(this.#spec, left, link?.signal ?? this.#closer.signal)
         } catch (err) {
           if (this.#end.closed) throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this producer is closed')
           if ((err as ShmChannelError).code === 'ERR_TIMEOUT') err = new ShmChannelError('ERR_TIMEOUT', `send timed out after ${head.timeout} ms`)
           if ((err as ShmChannelError).code === 'ERR_PEER_DEAD') throw err
           queue.shift()
           head.reject(err)
+        } finally {
+          link?.unlink()
         }
       }
       this.#ring.publish()
@@ -701,12 +729,14 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     if (this.#ring.available) return true
     this.#ring.release()
     if (!this.#end.peerClosed()) {
-      const signal = options.signal === undefined ? this.#closer.signal : AbortSignal.any([this.#closer.signal, options.signal])
+      const link = options.signal === undefined ? undefined : linkSignals(this.#closer.signal, options.signal)
       try {
-        await waitAsync(this.#spec, timeout, signal)
+        await waitAsync(this.#spec, timeout, link?.signal ?? this.#closer.signal)
       } catch (err) {
         if (this.#end.closed) throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this consumer is closed')
         throw err
+      } finally {
+        link?.unlink()
       }
     }
     return this.#ring.available
@@ -805,18 +835,23 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
   async #receiveSlow (options: WaitOptions, deadline?: number): Promise<T> {
     const timeout = checkTimeout('timeout', options.timeout)
     deadline ??= performance.now() + timeout
-    const signal = options.signal === undefined ? this.#closer.signal : AbortSignal.any([this.#closer.signal, options.signal])
-    for (;;) {
-      const next = this.#next()
-      if (next === END) throw ended()
-      if (next !== NOTHING) return next
-      try {
-        await waitAsync(this.#spec, Math.max(0, deadline - performance.now()), signal)
-      } catch (err) {
-        if (this.#end.closed) throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this consumer is closed')
-        if ((err as ShmChannelError).code === 'ERR_TIMEOUT') throw new ShmChannelError('ERR_TIMEOUT', `receive timed out after ${timeout} ms`)
-        throw err
+    const link = options.signal === undefined ? undefined : linkSignals(this.#closer.signal, options.signal)
+    const signal = link?.signal ?? this.#closer.signal
+    try {
+      for (;;) {
+        const next = this.#next()
+        if (next === END) throw ended()
+        if (next !== NOTHING) return next
+        try {
+          await waitAsync(this.#spec, Math.max(0, deadline - performance.now()), signal)
+        } catch (err) {
+          if (this.#end.closed) throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this consumer is closed')
+          if ((err as ShmChannelError).code === 'ERR_TIMEOUT') throw new ShmChannelError('ERR_TIMEOUT', `receive timed out after ${timeout} ms`)
+          throw err
+        }
       }
+    } finally {
+      link?.unlink()
     }
   }
 
