@@ -119,6 +119,58 @@ t.test('a dead peer is noticed under every wait strategy', async (t) => {
   }
 })
 
+t.test('a survivor polling with timeouts shorter than the peer check still learns of the death', async (t) => {
+  /** Calls `attempt` until it fails with something other than ERR_TIMEOUT; that code, and how long after the kill. */
+  async function pollUntilNotTimeout (killedAt: () => number, attempt: () => Promise<unknown>): Promise<{ code?: string, ms: number }> {
+    for (;;) {
+      try {
+        await attempt()
+      } catch (err) {
+        const code = (err as { code?: string }).code
+        if (code !== 'ERR_TIMEOUT' || (killedAt() > 0 && performance.now() - killedAt() > 10_000)) return { code, ms: performance.now() - killedAt() }
+      }
+      await new Promise((resolve) => setImmediate(resolve)) // a blocking attempt leaves the loop no other turn
+    }
+  }
+
+  t.test('receive({ timeout: 100 }) and receiveSync({ timeout: 50 }) in a loop end with ERR_PEER_DEAD, not ERR_TIMEOUT forever', async (t) => {
+    for (const how of ['receive', 'receiveSync'] as const) {
+      const peer = new ChannelPeer(t)
+      const name = channelName()
+      const consumer = closeAtEnd(t, Consumer.open(name))
+      await peer.call('openProducer', name)
+      let killedAt = 0
+      const polling = pollUntilNotTimeout(() => killedAt, how === 'receive'
+        ? async () => await consumer.receive({ timeout: 100 })
+        : async () => consumer.receiveSync({ timeout: 50 }))
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      killedAt = performance.now()
+      await peer.kill()
+      const { code, ms } = await polling
+      t.equal(code, 'ERR_PEER_DEAD', how)
+      t.ok(ms < DETECTION_BOUND, `${how}: noticed ${Math.round(ms)} ms after the kill`)
+      consumer.close()
+    }
+  })
+
+  t.test('send({ timeout: 100 }) on a full ring in a loop ends with ERR_PEER_DEAD once the consumer is gone', async (t) => {
+    const peer = new ChannelPeer(t)
+    const name = channelName()
+    const producer = closeAtEnd(t, Producer.open<string>(name, { capacity: 4096, codec: 'utf8' }))
+    await peer.call('openConsumer', name, { codec: 'utf8' })
+    while (producer.trySend('fill')) ;
+    let killedAt = 0
+    const polling = pollUntilNotTimeout(() => killedAt, async () => { await producer.send('fill', { timeout: 100 }) })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    killedAt = performance.now()
+    await peer.kill()
+    const { code, ms } = await polling
+    t.equal(code, 'ERR_PEER_DEAD')
+    t.ok(ms < DETECTION_BOUND, `noticed ${Math.round(ms)} ms after the kill`)
+    producer.close()
+  })
+})
+
 t.test('the producer dies in the middle of writing: the survivor never sees a torn message', async (t) => {
   t.test('killed with a fragmented message partly in the ring: what came before is delivered, then ERR_PEER_DEAD', async (t) => {
     const peer = new ChannelPeer(t)

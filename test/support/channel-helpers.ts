@@ -142,9 +142,9 @@ export class ChannelPeer {
   readonly #events: Envelope[] = []
   readonly #eventWaiters: Array<{ type: string, resolve: (value: unknown) => void }> = []
 
-  constructor (t: Test, fixture = 'channel-peer.ts', args: string[] = []) {
+  constructor (t: Test, fixture = 'channel-peer.ts', args: string[] = [], moreExecArgv: string[] = []) {
     this.child = fork(path.join(__dirname, '..', 'fixtures', fixture), args, {
-      execArgv: process.execArgv,
+      execArgv: [...process.execArgv, ...moreExecArgv],
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'pipe', 'ipc']
     })
