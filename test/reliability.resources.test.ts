@@ -7,7 +7,9 @@
  * descriptor limit does not bound how many regions a process may hold.
  * test/slow/soak.test.ts runs a minute of traffic between two processes.
  */
-import t from 'tap'
+import { spawn, spawnSync } from 'node:child_process'
+import path from 'node:path'
+import t, { type Test } from 'tap'
 
 import { ChannelPeer, leavesNothingInDevShm } from './support/channel-helpers'
 
@@ -36,6 +38,41 @@ t.test('1000 regions open at once hold no file descriptor', async (t) => {
   t.equal(during, before, `file descriptors while they are open: ${before} -> ${during}`)
   t.equal(after, before)
   await peer.end()
+})
+
+/** Runs rel-peer.ts in a mount namespace of its own whose /dev/shm is a tmpfs of `size`; or says why it cannot. */
+function inSmallDevShm (t: Test, size: string): { skip: string | false, call: (method: string, ...args: unknown[]) => Promise<unknown> } {
+  const probe = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=${size} none /dev/shm`], { encoding: 'utf8' })
+  if (probe.status !== 0) return { skip: `cannot mount a tmpfs over /dev/shm in a private mount namespace (needs root, util-linux unshare): ${(probe.stderr ?? String(probe.error)).trim().split('\n')[0]}`, call: async () => {} }
+  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=${size} none /dev/shm && exec "$@"`, 'sh',
+    process.execPath, ...process.execArgv, path.join(__dirname, 'fixtures', 'rel-peer.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
+  t.teardown(() => { child.kill('SIGKILL') })
+  let id = 0
+  return {
+    skip: false,
+    call: async (method, ...args) => await new Promise((resolve, reject) => {
+      const mine = ++id
+      const onMessage = (message: { type: string, id: number, value?: unknown, error?: { message: string } }): void => {
+        if (message.type !== 'result' || message.id !== mine) return
+        child.off('message', onMessage)
+        if (message.error !== undefined) reject(Object.assign(new Error(message.error.message), message.error))
+        else resolve(message.value)
+      }
+      child.on('message', onMessage)
+      child.send({ id: mine, method, args })
+    })
+  }
+}
+
+t.test('a full /dev/shm surfaces as ENOSPC when the channel is created, and leaves no name', async (t) => {
+  const shm = inSmallDevShm(t, '256k')
+  t.test('Producer.open and Consumer.open of a 1 MiB ring in a 256 KiB /dev/shm', { skip: shm.skip }, async (t) => {
+    for (const role of ['producer', 'consumer']) {
+      t.same(await shm.call('tryOpen', role, 'shmch-test-enospc', { capacity: 1 << 20 }), { opened: false, code: 'ENOSPC', syscall: 'posix_fallocate' }, role)
+      t.same(await shm.call('listShm'), [], 'nothing left in that /dev/shm')
+    }
+    t.same(await shm.call('tryOpen', 'producer', 'shmch-test-enospc', { capacity: 64 * 1024 }), { opened: true }, 'a ring that fits still opens')
+  })
 })
 
 leavesNothingInDevShm(t)
