@@ -121,6 +121,18 @@ t.test('a process without permission gets EACCES and leaves no trace', { skip: i
   })
 })
 
+t.test('the limit of the model: a peer that shrinks the object kills its mappers with SIGBUS (docs/security.md)', async (t) => {
+  const name = channelName()
+  const victim = new ChannelPeer(t, 'rel-peer.ts')
+  await victim.call('openConsumer', name, { codec: 'utf8' })
+  const fd = fs.openSync(shmFile(name), 'r+')
+  fs.ftruncateSync(fd, 0)
+  fs.closeSync(fd)
+  void victim.call('consumeAll', 1, { min: 8, max: 8 }, 1000).catch(() => {})
+  t.same(await victim.exited, { code: null, signal: 'SIGBUS' }, 'no library can catch this: POSIX shared memory has no seals')
+  unlinkIfPresent(name)
+})
+
 t.test('the mode option widens access only when asked', async (t) => {
   const name = channelName()
   const end = closeAtEnd(t, Producer.open(name, { mode: 0o660 }))
