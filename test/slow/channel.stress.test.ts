@@ -4,15 +4,20 @@
  * 4 KiB) between two real processes, and between two threads. The consumer
  * checks each one against its number; none may be lost, duplicated,
  * reordered or torn. The producer batches with trySend and waits with send
- * only when the ring is full.
+ * only when the ring is full. Then a producer process killed and restarted
+ * twenty times under load: each incarnation's stream arrives whole up to its
+ * death, and each restart reclaims the name.
+ *
+ * SHMCH_STRESS_MESSAGES and SHMCH_STRESS_THREAD_MESSAGES override the counts.
  */
 import t from 'tap'
 
 import { Consumer, Producer, createChannelBuffer } from '../../lib/index'
 import {
-  ChannelPeer, STRESS_SIZES, channelName, closeAtEnd, consumeStream, leavesNothingInDevShm, perfectReport,
+  ChannelPeer, STRESS_SIZES, StreamVerifier, channelName, closeAtEnd, consumeStream, leavesNothingInDevShm, perfectReport,
   produceStream, runChannelWorker, shmExists, type ProduceReport, type StreamReport, type StreamSpec
 } from '../support/channel-helpers'
+import { Prng } from '../support/prng'
 
 const PROCESS_MESSAGES = Number(process.env.SHMCH_STRESS_MESSAGES ?? 10_000_000)
 const THREAD_MESSAGES = Number(process.env.SHMCH_STRESS_THREAD_MESSAGES ?? 2_000_000)
@@ -79,6 +84,50 @@ t.test(`${THREAD_MESSAGES} messages from a worker thread to this thread, awaitin
   t.comment(rate(spec.count, performance.now() - start))
   t.same(report, perfectReport(spec.count, sent.bytes), 'none lost, duplicated, reordered or torn')
   consumer.close()
+})
+
+t.test('a producer process SIGKILLed at random points and restarted 20 times: every incarnation\'s stream arrives whole up to its death', async (t) => {
+  const ROUNDS = 20
+  const random = new Prng(0xc0ffee)
+  const name = channelName()
+  let totals = 0
+
+  /** Reads `consumer` to the end of what its dead producer published: every message checked, then ERR_PEER_DEAD. */
+  async function drain (round: number, consumer: Consumer<Uint8Array>, verifier: StreamVerifier): Promise<void> {
+    let code: string | undefined
+    for (;;) {
+      try {
+        verifier.check(await consumer.receive({ timeout: 30_000 }))
+      } catch (err) {
+        code = (err as { code?: string }).code
+        break
+      }
+    }
+    const report = verifier.report
+    totals += report.received
+    t.same(report, perfectReport(report.received, report.bytes), `round ${round}: ${report.received} messages, none lost, duplicated, reordered or torn`)
+    t.equal(code, 'ERR_PEER_DEAD', `round ${round}: then the consumer learned its producer died`)
+    consumer.close()
+  }
+
+  let previous: { consumer: Consumer<Uint8Array>, verifier: StreamVerifier } | undefined
+  for (let round = 0; round < ROUNDS; round++) {
+    const spec: StreamSpec = { seed: 0x50_000_000 + round, count: 1e9, sizes: { min: 8, max: 512, rareEvery: 32, rareMax: 40 * 1024 } }
+    const peer = new ChannelPeer(t)
+    // The new producer reclaims the name of the dead one while the old consumer still drains it.
+    await peer.call('openProducer', name, { codec: 'bytes', capacity: 64 * 1024 })
+    if (previous !== undefined) await drain(round - 1, previous.consumer, previous.verifier)
+    const consumer = Consumer.open<Uint8Array>(name, { codec: 'bytes' })
+    const verifier = new StreamVerifier(spec.seed, spec.sizes)
+    void peer.call('produceStream', spec).catch(() => {})
+    const killAfter = 1000 + random.int(100_000)
+    while (verifier.next < killAfter) verifier.check(await consumer.receive({ timeout: 30_000 }))
+    await peer.kill()
+    previous = { consumer, verifier }
+  }
+  if (previous !== undefined) await drain(ROUNDS - 1, previous.consumer, previous.verifier)
+  t.comment(`${totals} messages over ${ROUNDS} incarnations`)
+  t.notOk(shmExists(name), 'the last consumer out removed the name')
 })
 
 leavesNothingInDevShm(t)
