@@ -8,7 +8,7 @@ import t from 'tap'
 
 import { Consumer, Producer, createChannelBuffer } from '../lib/index'
 import {
-  consumeStream, leavesNothingInDevShm, perfectReport, produceStream, rejection, runChannelWorker, thrown,
+  consumeStream, leavesNothingInDevShm, perfectReport, produceStream, rejection, runChannelWorker, thrown, within,
   type ProduceReport, type StreamReport, type StreamSpec
 } from './support/channel-helpers'
 
@@ -43,6 +43,18 @@ for (const blocking of [true, false]) {
     producer.close()
   })
 }
+
+t.test('closing the consumer here releases a producer blocked in sendSync in a worker, with ERR_CHANNEL_CLOSED', async (t) => {
+  const buffer = createChannelBuffer(4096)
+  const consumer = Consumer.fromBuffer<Uint8Array>(buffer, { codec: 'bytes' })
+  const stream: StreamSpec = { seed: 6, count: 1e9, sizes: { min: 8, max: 256 } }
+  const produced = rejection(runChannelWorker(t, { buffer, role: 'producer', spec: stream, blocking: true }))
+  const report = await consumeStream(consumer, { ...stream, count: 1000 })
+  t.same(report, perfectReport(1000, report.bytes), 'the first thousand arrived')
+  await new Promise((resolve) => setTimeout(resolve, 100)) // the worker fills the ring and blocks
+  consumer.close()
+  t.equal((await within(5000, produced, 'the worker\'s sendSync')).code, 'ERR_CHANNEL_CLOSED')
+})
 
 t.test('fromBuffer takes each end once, and refuses a buffer that holds no channel', async (t) => {
   const buffer = createChannelBuffer(4096)
