@@ -427,7 +427,9 @@ export class Producer<T = unknown> {
   /**
    * Sends without waiting: true if the message is in the ring (and published),
    * false if there is no room now. A message that can never fit whole at once
-   * (over the ring's capacity) throws ERR_MESSAGE_TOO_LARGE: use send().
+   * (a fragmented message whose records and worst-case padding exceed the
+   * ring: from about three quarters of its capacity) throws
+   * ERR_MESSAGE_TOO_LARGE: use send().
    */
   trySend (value: T): boolean {
     this.#checkWritable()
