@@ -51,20 +51,22 @@ export function createChannelBuffer (capacity: number = DEFAULT_CAPACITY): Share
   return buffer
 }
 
-function checkCapacity (capacity: unknown): number {
+/** Checks a ring capacity option (also used by lib/rpc.ts). */
+export function checkCapacity (capacity: unknown): number {
   checkInteger('capacity', capacity, L.MIN_CAPACITY, L.MAX_CAPACITY)
   const c = capacity as number
   if ((c & (c - 1)) !== 0) throw outOfRange('capacity', `a power of two between ${L.MIN_CAPACITY} and 2^30`, c)
   return c
 }
 
-interface Settings {
+export interface Settings {
   wait: WaitStrategy
   spinMicros: number
   peerCheckInterval: number
 }
 
-function settings (options: ChannelOptions<unknown>): Settings {
+/** Checks the waiting options every end takes (also used by lib/rpc.ts). */
+export function settings (options: ChannelOptions<unknown>): Settings {
   const wait = options.wait ?? 'adaptive'
   if (wait !== 'adaptive' && wait !== 'spin' && wait !== 'block') {
     throw invalidValue('wait', `must be 'adaptive', 'spin' or 'block', got ${JSON.stringify(wait)}`)

@@ -27,10 +27,10 @@
  */
 import { EventEmitter } from 'node:events'
 
-import { DEFAULT_CAPACITY, type Consumer, type Producer, type WaitStrategy } from './channel'
+import { DEFAULT_CAPACITY, checkCapacity, settings, type Consumer, type Producer, type WaitStrategy } from './channel'
 import { resolveCodec, type Codec, type CodecName } from './codecs'
 import { Duplex, type DuplexOptions } from './duplex'
-import { AbortError, RemoteError, ShmChannelError, checkInteger, checkTimeout, invalidType, invalidValue, outOfRange } from './errors'
+import { AbortError, RemoteError, ShmChannelError, checkInteger, checkTimeout, invalidType, invalidValue } from './errors'
 import { Listener, MAX_SLOTS, SLOT_ACCEPTED, SLOT_REFUSED, Ticket, reclaimListener, type SlotOwner } from './listener'
 import * as L from './layout'
 import { isAlive } from './liveness'
@@ -145,26 +145,11 @@ interface Common {
   channel: DuplexOptions<Uint8Array>
 }
 
-function checkCapacity (capacity: unknown): number {
-  checkInteger('capacity', capacity, L.MIN_CAPACITY, L.MAX_CAPACITY)
-  const c = capacity as number
-  if ((c & (c - 1)) !== 0) throw outOfRange('capacity', `a power of two between ${L.MIN_CAPACITY} and 2^30`, c)
-  return c
-}
 
 /** Checks what both sides take, so a bad option fails at serve()/connect() and not at the first client. */
 function common (options: ConnectionOptions<unknown, unknown>): Common {
   const codec = resolveCodec(options.codec as Codec<unknown> | CodecName | undefined)
-  const wait = options.wait ?? 'adaptive'
-  if (wait !== 'adaptive' && wait !== 'spin' && wait !== 'block') {
-    throw invalidValue('wait', `must be 'adaptive', 'spin' or 'block', got ${JSON.stringify(wait)}`)
-  }
-  const spinMicros = options.spinMicros ?? 50
-  if (typeof spinMicros !== 'number' || !(spinMicros >= 0)) throw outOfRange('spinMicros', 'a non-negative number', spinMicros)
-  const peerCheckInterval = options.peerCheckInterval ?? 250
-  if (typeof peerCheckInterval !== 'number' || !(peerCheckInterval > 0) || peerCheckInterval === Infinity) {
-    throw outOfRange('peerCheckInterval', 'a positive number of milliseconds', peerCheckInterval)
-  }
+  const { wait, spinMicros, peerCheckInterval } = settings(options)
   let maxMessageSize = options.maxMessageSize ?? Infinity
   if (maxMessageSize !== Infinity) maxMessageSize = checkInteger('maxMessageSize', maxMessageSize, 0, Number.MAX_SAFE_INTEGER - FRAME_HEADER_SIZE) + FRAME_HEADER_SIZE
   if (options.mode !== undefined) checkInteger('mode', options.mode, 0, 0o777)
