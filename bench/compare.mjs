@@ -35,6 +35,7 @@ import { parseOptions } from './lib/cli.mjs'
 import { machineInfo, writeResults } from './lib/results.mjs'
 import { latencySummary } from './lib/stats.mjs'
 import { fixed, markdownTable } from './lib/table.mjs'
+import { exited, nextMessage } from './lib/child.mjs'
 
 const USAGE = `usage: node bench/compare.mjs [options]
   --quick          short runs (under a minute): 0.2 s per throughput point,
@@ -61,29 +62,6 @@ const selfPath = fileURLToPath(import.meta.url)
 const altDir = path.join(path.dirname(selfPath), 'alt')
 
 // ------------------------------------------------------ process plumbing ----
-
-/** The next IPC message of `type` from `child`; rejects if it exits first or takes longer than `ms`. */
-function nextMessage (child, type, ms = 30_000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`${child.pid}: no "${type}" within ${ms} ms`)), ms)
-    const onMessage = (msg) => { if (msg?.type === type) done(null, msg) }
-    const onExit = (code, signal) => done(new Error(`${child.pid} exited (${signal ?? code}) before sending "${type}"`))
-    function done (err, msg) {
-      clearTimeout(timer)
-      child.off('message', onMessage)
-      child.off('exit', onExit)
-      if (err) reject(err)
-      else resolve(msg)
-    }
-    child.on('message', onMessage)
-    child.on('exit', onExit)
-  })
-}
-
-function exited (child) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
-  return new Promise((resolve) => child.once('exit', resolve))
-}
 
 // The driver's children inherit its execArgv (fork's default), --cpu-prof included.
 const execArgv = values['cpu-prof-dir'] === undefined ? process.execArgv : [...process.execArgv, '--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof-dir'])}`]

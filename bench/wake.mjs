@@ -56,6 +56,7 @@ import { shm } from './lib/native.mjs'
 import { machineInfo, writeResults } from './lib/results.mjs'
 import { latencySummary, median } from './lib/stats.mjs'
 import { fixed, markdownTable } from './lib/table.mjs'
+import { exited, nextMessage } from './lib/child.mjs'
 
 const { Region, futex } = shm
 
@@ -159,29 +160,6 @@ function forkChild (role, args, cpus) {
   })
   child.once('exit', kill)
   return child
-}
-
-/** The next IPC message from `child` of `type`, or an error if it exits or takes longer than `ms`. */
-function nextMessage (child, type, ms = 10_000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`child ${child.pid} sent no "${type}" within ${ms} ms`)), ms)
-    const onMessage = (msg) => { if (msg?.type === type) done(null, msg) }
-    const onExit = (code, signal) => done(new Error(`child ${child.pid} exited (${signal ?? code}) before sending "${type}"`))
-    function done (err, msg) {
-      clearTimeout(timer)
-      child.off('message', onMessage)
-      child.off('exit', onExit)
-      if (err) reject(err)
-      else resolve(msg)
-    }
-    child.on('message', onMessage)
-    child.on('exit', onExit)
-  })
-}
-
-function exited (child) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
-  return new Promise((resolve) => child.once('exit', resolve))
 }
 
 // ---------------------------------------------------------- responder ----
@@ -363,7 +341,7 @@ async function pingPongShared (mode, warmup, trips, childCpus) {
   }
   const child = forkChild('responder', args, childCpus)
   try {
-    await nextMessage(child, 'ready')
+    await nextMessage(child, 'ready', 10_000)
     // Both ends hold what they need now: the names can go at once, so nothing
     // is left in /dev/shm or /tmp even if this process is killed.
     unlinkName()
@@ -421,7 +399,7 @@ async function pingPongShared (mode, warmup, trips, childCpus) {
 /** One round of the child_process IPC reference: process.send both ways. */
 async function pingPongIpc (warmup, trips, childCpus) {
   const child = forkChild('responder', ['--mode', 'ipc'], childCpus)
-  await nextMessage(child, 'ready')
+  await nextMessage(child, 'ready', 10_000)
   const total = warmup + trips
   const samples = new Float64Array(trips)
   await new Promise((resolve, reject) => {
@@ -446,7 +424,7 @@ async function pingPongIpc (warmup, trips, childCpus) {
     }
     next()
   })
-  const done = nextMessage(child, 'done')
+  const done = nextMessage(child, 'done', 10_000)
   child.send({ type: 'stop' })
   await done
   await exited(child)
@@ -503,12 +481,12 @@ async function measureIdle (seconds) {
   const unlinkName = onCleanup(() => unlinkQuietly(name))
   try {
     const children = Object.keys(IDLE_MODES).map((mode) => ({ mode, child: forkChild('idle', ['--mode', mode, '--name', name]) }))
-    await Promise.all(children.map(({ child }) => nextMessage(child, 'ready')))
+    await Promise.all(children.map(({ child }) => nextMessage(child, 'ready', 10_000)))
     unlinkName()
     for (const { child } of children) child.send({ type: 'start' })
     await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
     const results = await Promise.all(children.map(async ({ mode, child }) => {
-      const result = nextMessage(child, 'result')
+      const result = nextMessage(child, 'result', 10_000)
       child.send({ type: 'stop' })
       const msg = await result
       await exited(child)
