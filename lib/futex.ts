@@ -7,7 +7,7 @@
  * any other process that maps the same memory. Like every futex, a wait may
  * end without a matching wake: callers re-check the word and wait again.
  */
-import { WAIT_CANCELLED, WAIT_NOT_EQUAL, WAIT_OK, WAIT_TIMED_OUT, binding, type NativeWaiter } from './binding'
+import { WAIT_CANCELLED, binding, type NativeWaiter } from './binding'
 import { AbortError, checkTimeout, invalidType, outOfRange } from './errors'
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out'
@@ -114,4 +114,3 @@ class PooledWaiter {
   }
 }
 
-export { WAIT_OK, WAIT_NOT_EQUAL, WAIT_TIMED_OUT }
