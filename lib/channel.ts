@@ -723,6 +723,47 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
   }
 
   /**
+   * Zero-allocation batch read: calls `onMessage(bytes, start, end)` for each
+   * message waiting now (at most `max`), the message being bytes[start, end).
+   * `bytes` is the ring itself (for a message that came in fragments, a
+   * private buffer), valid only during the call: copy what you keep. Then
+   * hands the space back, as release() does (views from read() end too).
+   * Returns the number of messages; 0 when no whole message is waiting. The codec is not
+   * involved. If onMessage throws, the messages up to and including that one
+   * count as read and the error propagates.
+   * Throws ERR_CHANNEL_CLOSED once the producer closed and all was read.
+   */
+  readEach (onMessage: (bytes: Buffer, start: number, end: number) => void, max = Infinity): number {
+    this.#end.assertOpen()
+    if (typeof onMessage !== 'function') throw invalidType('onMessage', 'a function', onMessage)
+    if (max !== Infinity) checkInteger('max', max, 1, Number.MAX_SAFE_INTEGER)
+    const ring = this.#ring
+    let n = 0
+    try {
+      while (n < max) {
+        let found = ring.nextRange()
+        if (found === NONE) {
+          if (n > 0 || !this.#end.peerClosed()) break
+          // Closed: anything published before the close is still to be read.
+          found = ring.nextRange()
+          if (found === NONE) throw ended()
+        }
+        n++
+        if (found === ASSEMBLED) {
+          const whole = ring.assembled
+          onMessage(whole, 0, whole.length)
+        } else {
+          const start = ring.lastStart
+          onMessage(ring.bytes, start, start + ring.lastLength)
+        }
+      }
+    } finally {
+      ring.release()
+    }
+    return n
+  }
+
+  /**
    * Waits (without blocking the event loop) until a message can be read, or
    * the producer closed. For read() loops: `while (await consumer.readable())`.
    * Resolves false once the producer closed and everything was read.

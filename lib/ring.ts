@@ -92,9 +92,11 @@ class RingEnd {
   }
 }
 
+/** Stores an integer below 2^53 as two little-endian 32-bit words (`>>> 0` is the low word; `%` would be a floating-point remainder). */
 function storeU64 (h: Int32Array, byteOffset: number, value: number): void {
-  h[L.word(byteOffset)] = value % 0x100000000
-  h[L.word(byteOffset) + 1] = Math.floor(value / 0x100000000)
+  const low = value >>> 0
+  h[L.word(byteOffset)] = low
+  h[L.word(byteOffset) + 1] = (value - low) / 0x100000000
 }
 
 export function loadU64 (h: Int32Array, byteOffset: number): number {

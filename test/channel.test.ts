@@ -461,6 +461,59 @@ t.test('zero-copy and batching across processes', async (t) => {
     t.same(await receiving, values)
     t.equal(thrown(() => consumer.read()).code, 'ERR_CHANNEL_CLOSED', 'read() after the end')
   })
+
+  t.test('readEach hands over every message of another process\'s stream as (bytes, start, end), fragmented ones included, at most max per call', async (t) => {
+    const name = channelName()
+    const consumer = closeAtEnd(t, Consumer.open(name, { capacity: 64 * KiB }))
+    // One message in 50 is up to 40 KiB: over a quarter of the ring, so it comes in fragments.
+    const spec: StreamSpec = { seed: 0xeac4, count: 5000, sizes: { min: 8, max: 512, rareEvery: 50, rareMax: 40 * KiB } }
+    await peer.call('openProducer', name, { codec: 'bytes' })
+    const producing = peer.call<{ count: number, bytes: number }>('produceStream', spec, { close: true })
+    const verifier = new StreamVerifier(spec.seed, spec.sizes)
+    let calls = 0
+    let overMax = 0
+    let outside = 0
+    const onMessage = (bytes: Buffer, start: number, end: number): void => {
+      if (!(start >= 0 && start <= end && end <= bytes.length)) outside++
+      verifier.check(bytes.subarray(start, end))
+    }
+    while (await consumer.readable({ timeout: 30_000 })) {
+      const n = consumer.readEach(onMessage, 7)
+      calls++
+      // 0 is possible: readable() sees records, and the first fragments of a message are not yet a message.
+      if (n > 7) overMax++
+    }
+    const sent = await producing
+    t.same(verifier.report, perfectReport(spec.count, sent.bytes), 'every message whole, in order')
+    t.equal(overMax, 0, 'no call took more than max messages')
+    t.equal(outside, 0, 'start and end always lie inside bytes')
+    t.ok(calls >= spec.count / 7, `${calls} calls for ${spec.count} messages`)
+    t.equal(thrown(() => consumer.readEach(onMessage)).code, 'ERR_CHANNEL_CLOSED', 'readEach after the end')
+  })
+
+  t.test('readEach returns 0 when nothing waits; a throwing callback consumes its message and the rest stay for the next call', async (t) => {
+    const name = channelName()
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    await peer.call('openProducer', name, { codec: 'utf8' })
+    const seen: string[] = []
+    const collect = (bytes: Buffer, start: number, end: number): void => { seen.push(bytes.toString('utf8', start, end)) }
+    t.equal(consumer.readEach(collect), 0)
+    await peer.call('send', ['a', 'b', 'boom', 'c', 'd'])
+    t.ok(await consumer.readable({ timeout: 30_000 }))
+    const err = thrown(() => consumer.readEach((bytes, start, end) => {
+      collect(bytes, start, end)
+      if (seen.at(-1) === 'boom') throw new Error('from the callback')
+    }))
+    t.equal(err.message, 'from the callback', 'the callback\'s error propagates')
+    t.same(seen, ['a', 'b', 'boom'])
+    t.equal(consumer.readEach(collect), 2)
+    t.same(seen, ['a', 'b', 'boom', 'c', 'd'])
+    t.equal(consumer.tryReceive(), undefined, 'nothing read twice')
+    t.equal(thrown(() => consumer.readEach('not a function' as any)).code, 'ERR_INVALID_ARG_TYPE')
+    t.equal(thrown(() => consumer.readEach(collect, 0)).code, 'ERR_OUT_OF_RANGE')
+    t.equal(thrown(() => consumer.readEach(collect, 1.5)).code, 'ERR_OUT_OF_RANGE')
+    await peer.call('closeProducer')
+  })
 })
 
 t.test('names and options', async (t) => {

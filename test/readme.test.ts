@@ -34,6 +34,7 @@ if (!fs.existsSync(path.join(root, 'dist', 'index.js'))) {
         t.match(out, "got { hello: 'world', i: 2 }")
       }
       if (file === 'sidecar.mjs') t.match(out, '2 + 3 = 5')
+      if (file === 'batch.mjs') t.match(out, '1000 messages, first bytes summing to 124716')
     })
   }
 }

@@ -1,6 +1,6 @@
 // shm-channel, the library under test: throughput with the simple API
 // (trySend / receiveSync) and the batching, zero-copy API (cork + trySend
-// burst + uncork / read + release once per drained batch + readable()),
+// burst + uncork / readEach over what is waiting + readable()),
 // round trips over two channels, a parked consumer's CPU, and RSS under
 // backpressure.
 import crypto from 'node:crypto'
@@ -110,15 +110,10 @@ export async function b (spec, ctx) {
     const rx = new Receiver(spec.size, spec.seconds)
     try {
       if (spec.variant === 'batch') {
+        // Like the Unix socket's frame parser: each message as (buffer, start, end), no object per message.
+        const onMessage = (buf, start, end) => rx.add(end - start, buf[start])
         for (;;) {
-          let m
-          let got = 0
-          while ((m = consumer.read()) !== undefined) {
-            rx.add(m.length, m[0])
-            got++
-          }
-          if (got > 0) consumer.release()
-          else if (!await consumer.readable()) break
+          if (consumer.readEach(onMessage) === 0 && !await consumer.readable()) break
         }
       } else {
         for (;;) {
