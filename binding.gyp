@@ -7,6 +7,7 @@
         "native/region.cc",
         "native/futex.cc",
         "native/waiter.cc",
+        "native/thread-exit.cc",
         "native/sab.cc"
       ],
       "include_dirs": [

@@ -32,6 +32,9 @@ export interface Binding {
   wait (buffer: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): number
   wake (buffer: SharedArrayBuffer, byteOffset: number, count: number): number
   Waiter: new (onResult: (id: number, code: number) => void) => NativeWaiter
+  /** Stores `value` at the word when this thread's Node environment ends (a worker's exit or terminate()), unless cancelled. */
+  markOnThreadExit (buffer: SharedArrayBuffer, byteOffset: number, value: number): number
+  cancelMarkOnThreadExit (id: number): void
   /** Hash of the native sources this binary was built from (scripts/source-hash.js). */
   sourceHash: string
 }

@@ -6,8 +6,8 @@
 import { AbortError, ShmChannelError, checkInteger, checkTimeout, invalidType, invalidValue, outOfRange } from './errors'
 import { resolveCodec, type Codec, type CodecName } from './codecs'
 import * as L from './layout'
-import { claimEnd, closeEnd, endLive, readEnd } from './liveness'
-import { Region } from './region'
+import { claimEnd, closeEnd, endLive, markEndOnThreadExit, readEnd } from './liveness'
+import { Region, checkOwner } from './region'
 import { ASSEMBLED, NONE, RingConsumer, RingProducer, checkSegment, initSegment } from './ring'
 import { waitAsync, waitSync, type WaitSpec, type WaitStrategy } from './wait'
 
@@ -30,6 +30,8 @@ export interface ChannelOptions<T> {
   mode?: number
   /** How long to wait for a creator to finish the channel's header, in milliseconds. Default 5000. */
   openTimeout?: number
+  /** Join a channel whose shared memory object another user owns. Default false: ERR_FOREIGN_OWNER. */
+  allowForeignOwner?: boolean
 }
 
 export interface ConsumerOptions<T> extends ChannelOptions<T> {
@@ -73,6 +75,9 @@ export function settings (options: ChannelOptions<unknown>): Settings {
   }
   const spinMicros = options.spinMicros ?? 50
   if (typeof spinMicros !== 'number' || !(spinMicros >= 0)) throw outOfRange('spinMicros', 'a non-negative number', spinMicros)
+  if (options.allowForeignOwner !== undefined && typeof options.allowForeignOwner !== 'boolean') {
+    throw invalidType('allowForeignOwner', 'a boolean', options.allowForeignOwner)
+  }
   const peerCheckInterval = options.peerCheckInterval ?? 250
   if (typeof peerCheckInterval !== 'number' || !(peerCheckInterval > 0) || peerCheckInterval === Infinity) {
     throw outOfRange('peerCheckInterval', 'a positive number of milliseconds', peerCheckInterval)
@@ -147,6 +152,7 @@ function attach (name: string, role: Role, options: ChannelOptions<unknown>): Re
       }
     }
     try {
+      if (!created) checkOwner(region, options.allowForeignOwner)
       if (created) {
         initSegment(region.buffer, capacity)
       } else if (!awaitHeader(region.buffer, openTimeout)) {
@@ -201,6 +207,7 @@ class End {
   readonly #own: number
   readonly #peer: number
   readonly #role: Role
+  readonly #cancelThreadMark: () => void
   closed = false
 
   constructor (role: Role, name: string | undefined, region: Region | undefined, buffer: SharedArrayBuffer) {
@@ -210,6 +217,7 @@ class End {
     this.header = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
     this.#own = END_OFFSETS[role].own
     this.#peer = END_OFFSETS[role].peer
+    this.#cancelThreadMark = markEndOnThreadExit(buffer, this.#own)
   }
 
   /** The peer has closed its end. One load from a line that rarely changes. */
@@ -222,7 +230,8 @@ class End {
     const peer = readEnd(this.header, this.#peer)
     if (peer.state === L.END_OPEN && !endLive(peer)) {
       const other = this.#role === 'producer' ? 'consumer' : 'producer'
-      throw new ShmChannelError('ERR_PEER_DEAD', `the ${other} of channel ${this.name ?? '(buffer)'} (pid ${peer.pid}) died`)
+      const who = peer.pid === process.pid ? 'a worker thread of this process that held it ended without closing it' : `its process (pid ${peer.pid}) died`
+      throw new ShmChannelError('ERR_PEER_DEAD', `the ${other} of channel ${this.name ?? '(buffer)'} is gone: ${who}`)
     }
   }
 
@@ -236,6 +245,7 @@ class End {
    */
   close (notify: () => void): void {
     closeEnd(this.header, this.#own)
+    this.#cancelThreadMark()
     this.closed = true
     notify()
     const region = this.#region
@@ -243,8 +253,15 @@ class End {
     // A peer that never attached may still come for what was sent: leave the
     // name to it (it unlinks when it closes; a later open reclaims it if not).
     const peer = readEnd(this.header, this.#peer)
-    if (peer.state === L.END_CLOSED || (peer.state === L.END_OPEN && !endLive(peer))) region.unlinkIfSame()
-    region.close()
+    try {
+      if (peer.state === L.END_CLOSED || (peer.state === L.END_OPEN && !endLive(peer))) region.unlinkIfSame()
+    } catch (err) {
+      // /dev/shm is sticky: another user's name is theirs to remove (their next open reclaims it).
+      const code = (err as NodeJS.ErrnoException).code
+      if (code !== 'EPERM' && code !== 'EACCES') throw err
+    } finally {
+      region.close()
+    }
   }
 }
 

@@ -84,6 +84,8 @@ export const CONSUMER_END_OFFSET = PRODUCER_END_OFFSET + 16
 export const END_PID = 0
 export const END_START_TIME = 4 // u64, lo then hi: /proc/<pid>/stat field 22, in clock ticks
 export const END_STATE = 12
+/** High word of the start time of an end whose thread ended without closing it: matches no process. */
+export const END_THREAD_GONE = 0xffffffff
 
 export const HEADER_SIZE = 8 * LINE
 

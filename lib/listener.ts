@@ -68,7 +68,7 @@ import { AbortError, ShmChannelError } from './errors'
 import { wake, waitAsync } from './futex'
 import * as L from './layout'
 import { claimEnd, closeEnd, endLive, isAlive, ownStartTime, readEnd } from './liveness'
-import { Region } from './region'
+import { Region, checkOwner } from './region'
 
 export const LISTENER_MAGIC = 0x4c4d4853 // "SHML" read as a little-endian u32
 export const LISTENER_VERSION_MAJOR = 1
@@ -368,11 +368,11 @@ export class Ticket {
    * busy. Rejects with ERR_TIMEOUT at `deadline` (a performance.now() time),
    * or AbortError.
    */
-  static async claim (name: string, deadline: number, signal: AbortSignal | undefined): Promise<Ticket> {
+  static async claim (name: string, deadline: number, signal: AbortSignal | undefined, allowForeignOwner?: boolean): Promise<Ticket> {
     let why = 'no server is listening'
     for (;;) {
       if (signal?.aborted === true) throw new AbortError({ cause: signal.reason })
-      const region = Ticket.#open(name)
+      const region = Ticket.#open(name, allowForeignOwner)
       if (region !== undefined) {
         let ticket: Ticket | undefined
         try {
@@ -415,12 +415,18 @@ export class Ticket {
   }
 
   /** The listener region, or undefined if there is none or it is still being made. */
-  static #open (name: string): Region | undefined {
+  static #open (name: string, allowForeignOwner: boolean | undefined): Region | undefined {
     let region: Region
     try {
       region = Region.open(name)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+    try {
+      checkOwner(region, allowForeignOwner)
+    } catch (err) {
+      region.close()
       throw err
     }
     if (region.size < LISTENER_HEADER_SIZE) {

@@ -5,7 +5,9 @@
  * differs is a different, newer process.
  */
 import fs from 'node:fs'
+import { isMainThread } from 'node:worker_threads'
 
+import { binding } from './binding'
 import * as L from './layout'
 
 /** Start time of a process in clock ticks since boot; 0 where /proc is not available; -1 if no such process. */
@@ -69,11 +71,28 @@ export function readEnd (h: Int32Array, endOffset: number): EndInfo {
   }
 }
 
-/** An end that is open and whose process is alive (threads of this process count as alive). */
+/**
+ * An end that is open and whose process is alive. Threads of this process
+ * count as alive unless one ended holding the end, which marks its start
+ * time (see markEndOnThreadExit).
+ */
 export function endLive (end: EndInfo): boolean {
   if (end.state !== L.END_OPEN) return false
-  if (end.pid === process.pid) return true
+  if (end.pid === process.pid) return end.startTime === ownStartTime
   return isAlive(end.pid, end.startTime)
+}
+
+/**
+ * In a worker thread: arranges that if the thread ends with this end still
+ * open (worker.terminate(), an uncaught error, a plain exit), the end is
+ * marked so its peer sees it dead: its pid is the process's, which lives on.
+ * Returns a function that cancels the mark (on close). On the main thread the
+ * process's own death is what the peer sees: nothing to do.
+ */
+export function markEndOnThreadExit (buffer: SharedArrayBuffer, endOffset: number): () => void {
+  if (isMainThread) return () => {}
+  const id = binding.markOnThreadExit(buffer, endOffset + L.END_START_TIME + 4, L.END_THREAD_GONE)
+  return () => { binding.cancelMarkOnThreadExit(id) }
 }
 
 /**

@@ -56,18 +56,22 @@ export class Region {
   /** The file path, for file regions. */
   readonly path: string | undefined
   readonly readOnly: boolean
+  /** User id owning the object, as when it was mapped. */
+  readonly owner: number
   #handle: MappingHandle | undefined
   /** Device and inode of the object mapped, to tell it from a later object of the same name. */
   readonly #identity: string
 
-  private constructor (buffer: SharedArrayBuffer, handle: MappingHandle, source: { name?: string, path?: string }, readOnly: boolean, identity: string) {
+  private constructor (buffer: SharedArrayBuffer, handle: MappingHandle, source: { name?: string, path?: string }, readOnly: boolean, fd: number) {
+    const st = fs.fstatSync(fd)
     this.buffer = buffer
     this.size = buffer.byteLength
     this.name = source.name
     this.path = source.path
     this.readOnly = readOnly
+    this.owner = st.uid
     this.#handle = handle
-    this.#identity = identity
+    this.#identity = `${st.dev}:${st.ino}`
   }
 
   /** Creates a new shared memory object; `EEXIST` if the name is taken. */
@@ -200,7 +204,7 @@ export class Region {
     fs.ftruncateSync(fd, size)
     binding.allocate(fd, size, label)
     const [buffer, handle] = binding.map(fd, size, true, label)
-    return new Region(buffer, handle, source, false, identity(fd))
+    return new Region(buffer, handle, source, false, fd)
   }
 
   static #mapExisting (fd: number, wanted: number, readOnly: boolean, source: { name?: string, path?: string }): Region {
@@ -219,15 +223,22 @@ export class Region {
     }
     if (size > MAX_REGION_SIZE) throw new ShmChannelError('ERR_INVALID_SEGMENT', `${label} is too large to map (${size} bytes)`)
     const [buffer, handle] = binding.map(fd, size, !readOnly, label)
-    return new Region(buffer, handle, source, readOnly, identity(fd))
+    return new Region(buffer, handle, source, readOnly, fd)
   }
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4))
 
-function identity (fd: number): string {
-  const st = fs.fstatSync(fd)
-  return `${st.dev}:${st.ino}`
+/**
+ * Refuses a region another user owns unless `allowForeignOwner`: anyone who
+ * can write to /dev/shm can make a name first, with a mode that lets us in,
+ * and would then read what we send or feed what we receive (docs/security.md).
+ */
+export function checkOwner (region: Region, allowForeignOwner: boolean | undefined): void {
+  if (allowForeignOwner === true) return
+  const uid = process.geteuid?.()
+  if (uid === undefined || region.owner === uid) return
+  throw new ShmChannelError('ERR_FOREIGN_OWNER', `${region.name ?? region.path} is owned by user ${region.owner}, not by this process's user ${uid}; pass allowForeignOwner: true to join it`)
 }
 
 /** Where Linux shows a shared memory name in the file system. */

@@ -75,6 +75,8 @@ export interface ConnectionOptions<Req, Res> {
   maxMessageSize?: number
   /** Permission bits of the shared memory objects this side creates. Default 0o600. */
   mode?: number
+  /** Talk to a peer running as another user: join its listener (client) or channels (server). Default false: ERR_FOREIGN_OWNER. */
+  allowForeignOwner?: boolean
 }
 
 export interface ServeOptions<Req = unknown, Res = unknown> extends ConnectionOptions<Req, Res> {
@@ -156,7 +158,7 @@ function common (options: ConnectionOptions<unknown, unknown>): Common {
   return {
     codec,
     peerCheckInterval,
-    channel: { codec: 'bytes', wait, spinMicros, peerCheckInterval, maxMessageSize, mode: options.mode }
+    channel: { codec: 'bytes', wait, spinMicros, peerCheckInterval, maxMessageSize, mode: options.mode, allowForeignOwner: options.allowForeignOwner }
   }
 }
 
@@ -632,7 +634,7 @@ export async function connect<Req = unknown, Res = unknown> (name: string, optio
   const timeout = checkTimeout('timeout', options.timeout ?? 5000)
   const signal = options.signal
   const deadline = performance.now() + timeout
-  const ticket = await Ticket.claim(shm, deadline, signal)
+  const ticket = await Ticket.claim(shm, deadline, signal, options.allowForeignOwner)
   const connection = connectionName(base, { pid: process.pid, connection: ticket.connection })
   let duplex: Duplex<Uint8Array, Uint8Array> | undefined
   try {

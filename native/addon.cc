@@ -3,6 +3,7 @@
 
 #include "futex.h"
 #include "region.h"
+#include "thread-exit.h"
 #include "waiter.h"
 
 #ifndef SHM_CHANNEL_SOURCE_HASH
@@ -15,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   shm::InitRegion(env, exports);
   shm::InitFutex(env, exports);
   shm::InitWaiter(env, exports);
+  shm::InitThreadExit(env, exports);
   // Lets a test prove that the binary that loaded was built from these sources.
   exports.Set("sourceHash", Napi::String::New(env, SHM_CHANNEL_SOURCE_HASH));
   return exports;

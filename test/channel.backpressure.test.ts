@@ -57,7 +57,7 @@ for (const { label, size, how } of cases) {
 
 t.test('waiting costs no memory per wait: 200 000 waits for room or for a message, with and without a signal', async (t) => {
   const WAITS = 200_000
-  const peer = new ChannelPeer(t, 'channel-wait-cost.ts', [], ['--expose-gc'])
+  const peer = new ChannelPeer(t, 'channel-wait-cost.ts', [], { execArgv: [...process.execArgv, '--expose-gc'] })
   const growth = await peer.call<Record<string, number>>('measure', WAITS)
   t.same(Object.keys(growth), ['send', 'send with a signal', 'receive with a signal', 'readable with a signal'])
   for (const [kind, bytes] of Object.entries(growth)) {

@@ -4,13 +4,24 @@
  * worker (test/fixtures/channel-worker.ts), the other here. 100 000
  * numbered, checksummed messages go each way, blocking and awaiting.
  */
-import t from 'tap'
+import path from 'node:path'
+import { once } from 'node:events'
+import { Worker } from 'node:worker_threads'
+import t, { type Test } from 'tap'
 
 import { Consumer, Producer, createChannelBuffer } from '../lib/index'
 import {
-  consumeStream, leavesNothingInDevShm, perfectReport, produceStream, rejection, runChannelWorker, thrown, within,
+  ChannelPeer, channelName, consumeStream, leavesNothingInDevShm, perfectReport, produceStream, rejection, runChannelWorker, thrown, within,
   type ProduceReport, type StreamReport, type StreamSpec
 } from './support/channel-helpers'
+
+/** A worker holding one end (test/fixtures/channel-worker-hold.ts), once it is ready. */
+async function holdingWorker (t: Test, job: Record<string, unknown>): Promise<Worker> {
+  const worker = new Worker(path.join(__dirname, 'fixtures', 'channel-worker-hold.ts'), { workerData: job })
+  t.teardown(async () => { await worker.terminate() })
+  await once(worker, 'message')
+  return worker
+}
 
 const KiB = 1024
 const COUNT = 100_000
@@ -54,6 +65,47 @@ t.test('closing the consumer here releases a producer blocked in sendSync in a w
   await new Promise((resolve) => setTimeout(resolve, 100)) // the worker fills the ring and blocks
   consumer.close()
   t.equal((await within(5000, produced, 'the worker\'s sendSync')).code, 'ERR_CHANNEL_CLOSED')
+})
+
+t.test('a worker thread that ends holding its end: the peer sees ERR_PEER_DEAD, as for a dead process', async (t) => {
+  for (const how of ['terminate', 'exit'] as const) {
+    t.test(`the consumer's worker ends (${how}): a send waiting for room here rejects with ERR_PEER_DEAD`, async (t) => {
+      const buffer = createChannelBuffer(4096)
+      const producer = Producer.fromBuffer<string>(buffer, { codec: 'utf8', peerCheckInterval: 20 })
+      const worker = await holdingWorker(t, { role: 'consumer', buffer, end: how })
+      while (producer.trySend('fill')) {}
+      const waiting = rejection(producer.send('no room'))
+      if (how === 'terminate') await worker.terminate()
+      else await once(worker, 'exit')
+      const err = await within(5000, waiting, 'the waiting send')
+      t.equal(err.code, 'ERR_PEER_DEAD')
+      t.match(err.message, /worker thread/)
+      producer.close()
+    })
+  }
+
+  t.test('the producer\'s worker is terminated: the consumer here reads what it sent, then ERR_PEER_DEAD', async (t) => {
+    const buffer = createChannelBuffer(4096)
+    const consumer = Consumer.fromBuffer<string>(buffer, { codec: 'utf8', peerCheckInterval: 20 })
+    const worker = await holdingWorker(t, { role: 'producer', buffer, send: ['one', 'two'], end: 'terminate' })
+    await worker.terminate()
+    t.equal(consumer.receiveSync({ timeout: 5000 }), 'one')
+    t.equal(consumer.receiveSync({ timeout: 5000 }), 'two')
+    t.equal(thrown(() => consumer.receiveSync({ timeout: 5000 })).code, 'ERR_PEER_DEAD')
+    consumer.close()
+  })
+
+  t.test('another process sees the terminated worker\'s end dead too; a worker that lives on is not', async (t) => {
+    const name = channelName()
+    const peer = new ChannelPeer(t)
+    const worker = await holdingWorker(t, { role: 'producer', name, send: ['from the worker'], end: 'terminate' })
+    await peer.call('openConsumer', name, { codec: 'utf8', peerCheckInterval: 20 })
+    t.same(await peer.call('receive', 1), ['from the worker'])
+    t.equal((await rejection(peer.call('receive', 1, { timeout: 300 }))).code, 'ERR_TIMEOUT', 'alive while the worker runs')
+    await worker.terminate()
+    t.equal((await rejection(peer.call('receive', 1, { timeout: 5000 }))).code, 'ERR_PEER_DEAD', 'dead once it is gone')
+    await peer.call('closeConsumer')
+  })
 })
 
 t.test('fromBuffer takes each end once, and refuses a buffer that holds no channel', async (t) => {

@@ -20,7 +20,7 @@ interface Holdings { fds: number, maps: number, shm: number, rss: number, heap: 
 
 for (const kind of ['region', 'channel'] as const) {
   t.test(`${COUNT} ${kind} open/close cycles leave no descriptor, mapping, name or memory behind`, async (t) => {
-    const peer = new ChannelPeer(t, 'rel-peer.ts', [], ['--expose-gc'])
+    const peer = new ChannelPeer(t, 'rel-peer.ts', [], { execArgv: [...process.execArgv, '--expose-gc'] })
     const { before, after, ms } = await peer.call<{ before: Holdings, after: Holdings, ms: number }>('churn', kind, COUNT)
     t.equal(after.fds, before.fds, `file descriptors: ${before.fds} -> ${after.fds}`)
     t.equal(after.maps, 0, 'no /dev/shm mapping left')

@@ -6,16 +6,20 @@
  *   first is never truncated, reinitialised or taken over;
  * - shared memory names cannot leave /dev/shm, and a symbolic link planted
  *   there is not followed;
- * - a process without permission gets EACCES, never a half-open channel.
+ * - a process without permission gets EACCES, never a half-open channel;
+ * - a channel or listener another user made is refused (ERR_FOREIGN_OWNER)
+ *   unless allowForeignOwner, and a non-owner closing last leaves the name
+ *   to its owner without an error.
  */
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 
-import { Consumer, Producer, Region } from '../lib/index'
+import { Consumer, Producer, Region, connect } from '../lib/index'
 import { forkAsUser, Peer } from './helpers'
-import { ChannelPeer, channelName, closeAtEnd, leavesNothingInDevShm, shmExists, thrown, unlinkIfPresent } from './support/channel-helpers'
+import { ChannelPeer, channelName, closeAtEnd, leavesNothingInDevShm, rejection, shmExists, thrown, unlinkIfPresent } from './support/channel-helpers'
+import { RpcPeer } from './support/rpc-peer'
 
 const shmFile = (name: string): string => path.join('/dev/shm', name.replace(/^\//, ''))
 const isRoot = process.getuid?.() === 0
@@ -118,6 +122,59 @@ t.test('a process without permission gets EACCES and leaves no trace', { skip: i
     t.same({ uid: st.uid, mode: st.mode & 0o777 }, { uid: 65534, mode: 0o600 })
     await nobody.call('close')
     unlinkIfPresent(own)
+  })
+})
+
+t.test('a segment another user owns is refused unless allowForeignOwner', { skip: isRoot ? false : 'needs root to run a creator as nobody' }, async (t) => {
+  t.test('a channel nobody made first, open to all (0666): ERR_FOREIGN_OWNER and untouched; joined when allowed', async (t) => {
+    const name = channelName()
+    const nobody = new ChannelPeer(t, 'channel-peer.ts', [], forkAsUser(65534, 65534))
+    await nobody.call('openProducer', name, { codec: 'utf8', mode: 0o666 })
+    await nobody.call('send', ['from nobody'])
+    t.equal(fs.statSync(shmFile(name)).uid, 65534)
+    const before = fs.readFileSync(shmFile(name))
+    const err = thrown(() => Consumer.open<string>(name, { codec: 'utf8' }))
+    t.equal(err.code, 'ERR_FOREIGN_OWNER')
+    t.match(err.message, /owned by user 65534/)
+    t.equal(thrown(() => Producer.open(name, { codec: 'utf8' })).code, 'ERR_FOREIGN_OWNER', 'the producer end as well')
+    t.same(fs.readFileSync(shmFile(name)), before, 'no end taken, nothing written')
+    t.equal(thrown(() => Consumer.open(name, { allowForeignOwner: 'yes' as any })).code, 'ERR_INVALID_ARG_TYPE')
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8', allowForeignOwner: true }))
+    t.equal(consumer.receiveSync({ timeout: 10_000 }), 'from nobody', 'joined when allowed')
+    await nobody.call('closeProducer')
+    unlinkIfPresent(name)
+  })
+
+  t.test('the last end to close, if not the owner, leaves the name without an error; the owner\'s next open reclaims it', async (t) => {
+    const name = channelName()
+    const umask = process.umask(0)
+    const producer = Producer.open<string>(name, { codec: 'utf8', mode: 0o666 })
+    process.umask(umask)
+    const nobody = new ChannelPeer(t, 'channel-peer.ts', [], forkAsUser(65534, 65534))
+    await nobody.call('openConsumer', name, { codec: 'utf8', allowForeignOwner: true })
+    producer.trySend('to nobody')
+    t.same(await nobody.call('receive', 1), ['to nobody'])
+    producer.close()
+    t.equal(await nobody.call('closeConsumer'), true, 'close() succeeds')
+    t.ok(shmExists(name), 'the name stays: only its owner may remove it')
+    const again = closeAtEnd(t, Producer.open(name))
+    t.equal(again.trySend('fresh'), true, 'a new channel under the name')
+    again.close()
+    unlinkIfPresent(name)
+  })
+
+  t.test('an rpc server running as nobody: a client is refused unless allowed, then talks to it', async (t) => {
+    const name = channelName()
+    const server = new RpcPeer(t, 'rpc-server.ts', [], forkAsUser(65534, 65534))
+    await server.call('serve', name, { mode: 0o666, allowForeignOwner: true })
+    t.equal((await rejection(connect(name, { timeout: 2000 }))).code, 'ERR_FOREIGN_OWNER')
+    // The client makes the two channels; nobody must be able to open them read-write despite the umask.
+    const umask = process.umask(0)
+    const client = await connect(name, { timeout: 15_000, mode: 0o666, allowForeignOwner: true }).finally(() => process.umask(umask))
+    t.same(await client.request({ op: 'echo', value: 'across users' }), 'across users')
+    // /dev/shm is sticky: only the client (root) may remove the channels it made, so it closes last.
+    await server.call('close')
+    client.close()
   })
 })
 

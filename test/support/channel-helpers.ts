@@ -13,7 +13,7 @@
  *
  * This module is loaded by fixtures too, so it imports tap for types only.
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork, type ChildProcess, type ForkOptions } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -142,9 +142,10 @@ export class ChannelPeer {
   readonly #events: Envelope[] = []
   readonly #eventWaiters: Array<{ type: string, resolve: (value: unknown) => void }> = []
 
-  constructor (t: Test, fixture = 'channel-peer.ts', args: string[] = [], moreExecArgv: string[] = []) {
+  constructor (t: Test, fixture = 'channel-peer.ts', args: string[] = [], options: ForkOptions = {}) {
     this.child = fork(path.join(__dirname, '..', 'fixtures', fixture), args, {
-      execArgv: [...process.execArgv, ...moreExecArgv],
+      execArgv: process.execArgv,
+      ...options,
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'pipe', 'ipc']
     })

@@ -4,7 +4,7 @@
  * test/fixtures/rpc-*.ts that answers `call(method, ...args)` and emits
  * events (fixture side: test/fixtures/rpc-harness.ts).
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import { fork, type ChildProcess, type ForkOptions } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import type { Test } from 'tap'
@@ -109,9 +109,10 @@ export class RpcPeer {
    * gracefully (it closes what it holds once IPC closes) and SIGKILLed if it
    * has not exited within a few seconds.
    */
-  constructor (t: Test, fixture: string, args: string[] = []) {
+  constructor (t: Test, fixture: string, args: string[] = [], options: ForkOptions = {}) {
     this.child = fork(path.join(__dirname, '..', 'fixtures', fixture), args, {
       execArgv: process.execArgv,
+      ...options,
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'pipe', 'ipc']
     })
