@@ -3,7 +3,7 @@
  * run, forked peers from test/fixtures/, and the check that nothing is left
  * behind in /dev/shm.
  */
-import { fork, type ChildProcess, type ForkOptions } from 'node:child_process'
+import type { ForkOptions } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Test } from 'tap'
 
 import { Region } from '../lib/index'
+import { FixtureProcess } from './support/fixture-process'
 
 /** Every shared memory name this test process makes starts with this (no slash). */
 export const SHM_PREFIX = `shmch-test-${process.pid}-`
@@ -79,113 +80,16 @@ export function forkAsUser (uid: number, gid: number): ForkOptions {
   }
 }
 
-export interface Exit {
-  code: number | null
-  signal: NodeJS.Signals | null
-}
-
-interface Envelope {
-  type: string
-  id?: number
-  value?: unknown
-  error?: Record<string, unknown>
-}
+export type { Exit } from './support/fixture-process'
 
 /**
- * A forked process running one of test/fixtures/*.ts. The fixture answers
- * `call(method, ...args)` (see fixtures/rpc.ts) and may `emit` events along
- * the way; both arrive here in order. stderr is collected for failure reports.
+ * A forked process running one of test/fixtures/*.ts that answers
+ * `call(method, ...args)` (see fixtures/rpc.ts) and may emit events, with
+ * JSON over IPC (Node's default). SIGKILLed when `t` ends if still running.
  */
-export class Peer {
-  readonly child: ChildProcess
-  /** Settles when the process ends, with its exit code or the signal that ended it. */
-  readonly exited: Promise<Exit>
-  #stderr = ''
-  #exit: Exit | undefined
-  #nextId = 0
-  readonly #calls = new Map<number, { resolve: (value: unknown) => void, reject: (err: Error) => void }>()
-  readonly #events: Envelope[] = []
-  readonly #eventWaiters: Array<{ type: string, resolve: (value: unknown) => void, reject: (err: Error) => void }> = []
-
-  /**
-   * Forks `test/fixtures/<fixture>` with this process's `execArgv`, so the
-   * TypeScript fixture runs under tap's loader. The process is killed when
-   * `t` ends if it is still running.
-   */
+export class Peer extends FixtureProcess {
   constructor (t: Test, fixture: string, args: string[] = [], options: ForkOptions = {}) {
-    this.child = fork(path.join(__dirname, 'fixtures', fixture), args, {
-      execArgv: process.execArgv,
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
-      ...options
-    })
-    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { this.#stderr += chunk })
-    this.child.on('message', (message: Envelope) => { this.#onMessage(message) })
-    this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => {
-        this.#exit = { code, signal }
-        this.#failPending()
-        resolve(this.#exit)
-      })
-    })
-    t.teardown(async () => {
-      if (this.#exit === undefined) {
-        this.child.kill('SIGKILL')
-        await this.exited
-      }
-    })
-  }
-
-  /** Runs `method` in the fixture; rejects with the fixture's error (code, errno, syscall kept). */
-  async call<T = unknown> (method: string, ...args: unknown[]): Promise<T> {
-    if (this.#exit !== undefined) throw this.#gone(`call ${method}`)
-    const id = ++this.#nextId
-    return await new Promise<T>((resolve, reject) => {
-      this.#calls.set(id, { resolve: resolve as (value: unknown) => void, reject })
-      this.child.send({ id, method, args })
-    })
-  }
-
-  /** The next event of `type` emitted by the fixture (including one that came earlier and was not taken yet). */
-  async event<T = unknown> (type: string): Promise<T> {
-    const index = this.#events.findIndex((e) => e.type === type)
-    if (index >= 0) return this.#events.splice(index, 1)[0].value as T
-    if (this.#exit !== undefined) throw this.#gone(`event ${type}`)
-    return await new Promise<T>((resolve, reject) => {
-      this.#eventWaiters.push({ type, resolve: resolve as (value: unknown) => void, reject })
-    })
-  }
-
-  /** Lets the fixture finish (it exits once its IPC channel closes) and returns how it ended. */
-  async end (): Promise<Exit> {
-    if (this.child.connected) this.child.disconnect()
-    return await this.exited
-  }
-
-  #onMessage (message: Envelope): void {
-    if (message.type === 'result') {
-      const call = this.#calls.get(message.id ?? -1)
-      if (call === undefined) return
-      this.#calls.delete(message.id ?? -1)
-      if (message.error === undefined) call.resolve(message.value)
-      else call.reject(Object.assign(new Error(String(message.error.message)), message.error))
-      return
-    }
-    const index = this.#eventWaiters.findIndex((w) => w.type === message.type)
-    if (index >= 0) this.#eventWaiters.splice(index, 1)[0].resolve(message.value)
-    else this.#events.push(message)
-  }
-
-  #failPending (): void {
-    for (const [id, call] of this.#calls) {
-      this.#calls.delete(id)
-      call.reject(this.#gone('a call'))
-    }
-    for (const waiter of this.#eventWaiters.splice(0)) waiter.reject(this.#gone(`event ${waiter.type}`))
-  }
-
-  #gone (what: string): Error {
-    const how = this.#exit?.signal ?? `code ${String(this.#exit?.code)}`
-    return new Error(`fixture ended (${how}) before ${what}; stderr:\n${this.#stderr}`)
+    super(t, fixture, args, { serialization: 'json', ...options })
   }
 }
 

@@ -13,13 +13,13 @@
  *
  * This module is loaded by fixtures too, so it imports tap for types only.
  */
-import { fork, type ChildProcess, type ForkOptions } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import type { Test } from 'tap'
 
 import { Region, type Codec } from '../../lib/index'
+import { FixtureProcess, type FixtureOptions } from './fixture-process'
 import { Prng } from './prng'
 
 // ---------------------------------------------------------------------------
@@ -111,126 +111,17 @@ export function thrown (fn: () => unknown): Error & { code?: string } {
 // ---------------------------------------------------------------------------
 // Forked peers
 
-export interface Exit {
-  code: number | null
-  signal: NodeJS.Signals | null
-}
-
-interface Envelope {
-  type: string
-  id?: number
-  value?: unknown
-  error?: Record<string, unknown>
-}
+export type { Exit } from './fixture-process'
 
 /**
- * A forked process running test/fixtures/<fixture>. It runs under tap's
- * TypeScript loader because it gets this process's `execArgv`, and talks
- * over IPC with `serialization: 'advanced'`, so Maps, Sets, Dates, BigInts,
- * Buffers and typed arrays cross intact. The fixture answers
- * `call(method, ...args)` (see fixtures/channel-rpc.ts) and may `emit`
- * events along the way. It is SIGKILLed when `t` ends if still running.
+ * A forked process running test/fixtures/<fixture> (by default
+ * channel-peer.ts) that answers `call(method, ...args)` (see
+ * fixtures/channel-rpc.ts) and may emit events. SIGKILLed when `t` ends if
+ * still running.
  */
-export class ChannelPeer {
-  readonly child: ChildProcess
-  /** Settles when the process ends, with its exit code or the signal that ended it. */
-  readonly exited: Promise<Exit>
-  #stderr = ''
-  #exit: Exit | undefined
-  #nextId = 0
-  readonly #calls = new Map<number, { resolve: (value: unknown) => void, reject: (err: Error) => void }>()
-  readonly #events: Envelope[] = []
-  readonly #eventWaiters: Array<{ type: string, resolve: (value: unknown) => void }> = []
-
-  constructor (t: Test, fixture = 'channel-peer.ts', args: string[] = [], options: ForkOptions = {}) {
-    this.child = fork(path.join(__dirname, '..', 'fixtures', fixture), args, {
-      execArgv: process.execArgv,
-      ...options,
-      serialization: 'advanced',
-      stdio: ['ignore', 'inherit', 'pipe', 'ipc']
-    })
-    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { this.#stderr += chunk })
-    this.child.on('message', (message: Envelope) => { this.#onMessage(message) })
-    this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => {
-        this.#exit = { code, signal }
-        this.#failPending()
-        resolve(this.#exit)
-      })
-    })
-    t.teardown(async () => {
-      if (this.#exit === undefined) {
-        this.child.kill('SIGKILL')
-        await this.exited
-      }
-    })
-  }
-
-  get pid (): number {
-    return this.child.pid ?? -1
-  }
-
-  /** Runs `method` in the fixture; rejects with the fixture's error (name, message and code kept). */
-  async call<T = unknown> (method: string, ...args: unknown[]): Promise<T> {
-    if (this.#exit !== undefined) throw this.#gone(`call ${method}`)
-    const id = ++this.#nextId
-    return await new Promise<T>((resolve, reject) => {
-      this.#calls.set(id, { resolve: resolve as (value: unknown) => void, reject })
-      this.child.send({ id, method, args })
-    })
-  }
-
-  /** The next event of `type` the fixture emitted (one that came earlier and was not taken yet counts). */
-  async event<T = unknown> (type: string): Promise<T> {
-    const index = this.#events.findIndex((e) => e.type === type)
-    if (index >= 0) return this.#events.splice(index, 1)[0].value as T
-    if (this.#exit !== undefined) throw this.#gone(`event ${type}`)
-    return await new Promise<T>((resolve) => {
-      this.#eventWaiters.push({ type, resolve: resolve as (value: unknown) => void })
-    })
-  }
-
-  /** Kills the process with `signal` and waits for it to be gone. */
-  async kill (signal: NodeJS.Signals = 'SIGKILL'): Promise<Exit> {
-    if (this.#exit === undefined) this.child.kill(signal)
-    return await this.exited
-  }
-
-  /** Lets the fixture finish (it closes its ends and exits once IPC closes) and returns how it ended. */
-  async end (): Promise<Exit> {
-    if (this.child.connected) this.child.disconnect()
-    return await this.exited
-  }
-
-  /** What the fixture wrote to stderr so far. */
-  get stderr (): string {
-    return this.#stderr
-  }
-
-  #onMessage (message: Envelope): void {
-    if (message.type === 'result') {
-      const call = this.#calls.get(message.id ?? -1)
-      if (call === undefined) return
-      this.#calls.delete(message.id ?? -1)
-      if (message.error === undefined) call.resolve(message.value)
-      else call.reject(Object.assign(new Error(String(message.error.message)), message.error))
-      return
-    }
-    const index = this.#eventWaiters.findIndex((w) => w.type === message.type)
-    if (index >= 0) this.#eventWaiters.splice(index, 1)[0].resolve(message.value)
-    else this.#events.push(message)
-  }
-
-  #failPending (): void {
-    for (const [id, call] of this.#calls) {
-      this.#calls.delete(id)
-      call.reject(this.#gone('a call returned'))
-    }
-  }
-
-  #gone (what: string): Error {
-    const how = this.#exit?.signal ?? `code ${String(this.#exit?.code)}`
-    return Object.assign(new Error(`fixture ended (${how}) before ${what}; stderr:\n${this.#stderr}`), { code: 'FIXTURE_GONE' })
+export class ChannelPeer extends FixtureProcess {
+  constructor (t: Test, fixture = 'channel-peer.ts', args: string[] = [], options: FixtureOptions = {}) {
+    super(t, fixture, args, options)
   }
 }
 
