@@ -217,7 +217,7 @@ class End {
     this.header = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
     this.#own = END_OFFSETS[role].own
     this.#peer = END_OFFSETS[role].peer
-    this.#cancelThreadMark = markEndOnThreadExit(buffer, this.#own)
+    this.#cancelThreadMark = markEndOnThreadExit(this, buffer, this.#own)
   }
 
   /** The peer has closed its end. One load from a line that rarely changes. */

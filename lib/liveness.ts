@@ -82,17 +82,25 @@ export function endLive (end: EndInfo): boolean {
   return isAlive(end.pid, end.startTime)
 }
 
+/** Marks of ends dropped without close(): the mark would keep their memory mapped until the thread ends. */
+const dropped = new FinalizationRegistry<number>((id) => { binding.cancelMarkOnThreadExit(id) })
+
 /**
  * In a worker thread: arranges that if the thread ends with this end still
  * open (worker.terminate(), an uncaught error, a plain exit), the end is
  * marked so its peer sees it dead: its pid is the process's, which lives on.
- * Returns a function that cancels the mark (on close). On the main thread the
- * process's own death is what the peer sees: nothing to do.
+ * Returns a function that cancels the mark (on close); the mark also goes
+ * when `holder` is garbage-collected. On the main thread the process's own
+ * death is what the peer sees: nothing to do.
  */
-export function markEndOnThreadExit (buffer: SharedArrayBuffer, endOffset: number): () => void {
+export function markEndOnThreadExit (holder: object, buffer: SharedArrayBuffer, endOffset: number): () => void {
   if (isMainThread) return () => {}
   const id = binding.markOnThreadExit(buffer, endOffset + L.END_START_TIME + 4, L.END_THREAD_GONE)
-  return () => { binding.cancelMarkOnThreadExit(id) }
+  dropped.register(holder, id, holder)
+  return () => {
+    dropped.unregister(holder)
+    binding.cancelMarkOnThreadExit(id)
+  }
 }
 
 /**
