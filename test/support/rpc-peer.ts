@@ -53,18 +53,7 @@ export async function until (predicate: () => boolean, ms: number, what: string)
   }
 }
 
-/** Settles like `promise`, or rejects if it has not settled within `ms`. */
-export async function within<T> (ms: number, promise: Promise<T>, what = 'the operation'): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const limit = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`${what} did not settle within ${ms} ms`)) }, ms)
-  })
-  try {
-    return await Promise.race([promise, limit])
-  } finally {
-    clearTimeout(timer)
-  }
-}
+export { within } from './channel-helpers'
 
 /** How `promise` rejected (or throws if it resolved). */
 export async function rejection (promise: Promise<unknown>): Promise<Error & { code?: string, remoteCode?: unknown, remoteName?: string }> {
