@@ -745,9 +745,9 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
    * `bytes` is the ring itself (for a message that came in fragments, a
    * private buffer), valid only during the call: copy what you keep. Then
    * hands the space back, as release() does (views from read() end too).
-   * Returns the number of messages; 0 when no whole message is waiting. The codec is not
-   * involved. If onMessage throws, the messages up to and including that one
-   * count as read and the error propagates.
+   * Returns the number of messages; 0 when no whole message is waiting. The
+   * codec is not involved. If onMessage throws, the messages up to and
+   * including that one count as read and the error propagates.
    * Throws ERR_CHANNEL_CLOSED once the producer closed and all was read.
    */
   readEach (onMessage: (bytes: Buffer, start: number, end: number) => void, max = Infinity): number {
