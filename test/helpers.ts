@@ -84,7 +84,7 @@ export type { Exit } from './support/fixture-process'
 
 /**
  * A forked process running one of test/fixtures/*.ts that answers
- * `call(method, ...args)` (see fixtures/rpc.ts) and may emit events, with
+ * `call(method, ...args)` (see fixtures/harness.ts) and may emit events, with
  * JSON over IPC (Node's default). SIGKILLed when `t` ends if still running.
  */
 export class Peer extends FixtureProcess {

@@ -116,7 +116,7 @@ export type { Exit } from './fixture-process'
 /**
  * A forked process running test/fixtures/<fixture> (by default
  * channel-peer.ts) that answers `call(method, ...args)` (see
- * fixtures/channel-rpc.ts) and may emit events. SIGKILLed when `t` ends if
+ * fixtures/harness.ts) and may emit events. SIGKILLed when `t` ends if
  * still running.
  */
 export class ChannelPeer extends FixtureProcess {

@@ -1,7 +1,7 @@
 /**
  * A forked process running test/fixtures/<fixture>, driven over IPC: the
  * fixture answers `call(method, ...args)` (fixture side:
- * test/fixtures/rpc.ts, channel-rpc.ts or rpc-harness.ts) and may emit events
+ * test/fixtures/harness.ts) and may emit events
  * along the way; both arrive here in order. It runs under tap's TypeScript
  * loader because it gets this process's `execArgv`. Test helpers build on
  * it: `Peer` (test/helpers.ts), `ChannelPeer` (support/channel-helpers.ts),

@@ -2,7 +2,7 @@
  * Shared by test/rpc.test.ts and test/duplex.test.ts: unique service names,
  * the /dev/shm check, and `RpcPeer`, a forked process running one of
  * test/fixtures/rpc-*.ts that answers `call(method, ...args)` and emits
- * events (fixture side: test/fixtures/rpc-harness.ts).
+ * events (fixture side: test/fixtures/harness.ts).
  */
 import fs from 'node:fs'
 import type { Test } from 'tap'
