@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 'use strict'
-// The shm-channel command. Everything it does is in lib/cli.ts, compiled to
-// dist/cli.js; this file only runs it and exits with its code.
+// The shm-channel command. Everything it does is in lib/tools/cli.ts, compiled to
+// dist/tools/cli.js; this file only runs it and exits with its code.
 
 let cli
 try {
-  cli = require('../dist/cli.js')
+  cli = require('../dist/tools/cli.js')
 } catch (err) {
-  if (err.code !== 'MODULE_NOT_FOUND' || !String(err.message).includes('dist/cli.js')) throw err
-  process.stderr.write('shm-channel: dist/cli.js is missing: compile the package first (npm run compile)\n')
+  if (err.code !== 'MODULE_NOT_FOUND' || !String(err.message).includes('dist/tools/cli.js')) throw err
+  process.stderr.write('shm-channel: dist/tools/cli.js is missing: compile the package first (npm run compile)\n')
   process.exit(1)
 }
 

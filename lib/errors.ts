@@ -75,28 +75,17 @@ export function invalidValue (name: string, reason: string): TypeError {
   return Object.assign(err, { code: 'ERR_INVALID_ARG_VALUE' })
 }
 
+/** `TypeError` for a function (a codec, say) that returned what the library cannot use. */
+export function invalidReturn (what: string, expected: string, actual: unknown): TypeError {
+  const err = new TypeError(`${what} must return ${expected}, got ${describe(actual)}`)
+  return Object.assign(err, { code: 'ERR_INVALID_RETURN_VALUE' })
+}
+
 function describe (value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value)
   if (value === null || value === undefined) return String(value)
   return typeof value === 'object' ? `an instance of ${value.constructor?.name ?? 'Object'}` : typeof value
-}
-
-/** Checks an integer option; `max` inclusive. */
-export function checkInteger (name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number') throw invalidType(name, 'a number', value)
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw outOfRange(name, `an integer from ${min} to ${max}`, value)
-  }
-  return value
-}
-
-/** Checks a timeout in milliseconds: a non-negative number or Infinity. */
-export function checkTimeout (name: string, value: unknown): number {
-  if (value === undefined) return Infinity
-  if (typeof value !== 'number') throw invalidType(name, 'a number of milliseconds', value)
-  if (Number.isNaN(value) || value < 0) throw outOfRange(name, 'a non-negative number of milliseconds or Infinity', value)
-  return value
 }
 
 /**

@@ -47,16 +47,22 @@
  * runs shared memory on).
  */
 
+import { HEADER_SIZE_OFFSET, MAGIC_OFFSET, VERSION_OFFSET } from '../segment/identity'
+import { END_SLOT_SIZE } from '../segment/ends'
+import { LINE } from '../segment/words'
+
+export { word } from '../segment/words'
+export { MAGIC_OFFSET, VERSION_OFFSET, HEADER_SIZE_OFFSET }
+export {
+  END_PID, END_START_TIME, END_STATE, END_THREAD_GONE, END_FREE, END_OPEN, END_CLOSED
+} from '../segment/ends'
+
 export const MAGIC = 0x434d4853 // "SHMC" read as a little-endian u32
 export const VERSION_MAJOR = 1
 export const VERSION_MINOR = 0
 
-const LINE = 128
-
-// Identity line.
-export const MAGIC_OFFSET = 0
-export const VERSION_OFFSET = MAGIC_OFFSET + 4
-export const HEADER_SIZE_OFFSET = VERSION_OFFSET + 4
+// Identity line: magic, version and header size as in every segment kind
+// (lib/segment/identity.ts), then the channel's own fields.
 export const CAPACITY_OFFSET = HEADER_SIZE_OFFSET + 4
 export const FLAGS_OFFSET = CAPACITY_OFFSET + 4
 
@@ -78,21 +84,11 @@ export const PRODUCER_WAKEUPS_OFFSET = BYTES_RECEIVED_OFFSET + 8
 export const CONSUMER_PARKED_OFFSET = 3 * LINE
 export const PRODUCER_PARKED_OFFSET = 4 * LINE
 
-// Ends line: one 16-byte slot per end.
+// Ends line: one 16-byte slot per end (lib/segment/ends.ts).
 export const PRODUCER_END_OFFSET = 5 * LINE
-export const CONSUMER_END_OFFSET = PRODUCER_END_OFFSET + 16
-export const END_PID = 0
-export const END_START_TIME = 4 // u64, lo then hi: /proc/<pid>/stat field 22, in clock ticks
-export const END_STATE = 12
-/** High word of the start time of an end whose thread ended without closing it: matches no process. */
-export const END_THREAD_GONE = 0xffffffff
+export const CONSUMER_END_OFFSET = PRODUCER_END_OFFSET + END_SLOT_SIZE
 
 export const HEADER_SIZE = 8 * LINE
-
-/** End states. */
-export const END_FREE = 0
-export const END_OPEN = 1
-export const END_CLOSED = 2
 
 // Records.
 //
@@ -134,9 +130,4 @@ export function alignRecord (payloadLength: number): number {
 
 export function segmentSize (capacity: number): number {
   return HEADER_SIZE + capacity
-}
-
-/** Index of a 32-bit word for an Int32Array over the segment. */
-export function word (byteOffset: number): number {
-  return byteOffset >>> 2
 }

@@ -1,8 +1,8 @@
 /**
  * A lock-free single-producer/single-consumer ring of length-prefixed records
- * in a shared segment (layout in lib/layout.ts). One process or thread holds
+ * in a shared segment (layout in lib/channel/layout.ts). One process or thread holds
  * the RingProducer, one the RingConsumer; each class may only be used from
- * the end it names. Neither blocks: waiting is lib/wait.ts's business.
+ * the end it names. Neither blocks: waiting is lib/segment/wait.ts's business.
  *
  * Publication: the producer copies a record with plain stores, then makes it
  * visible with one Atomics.store of its position (sequentially consistent,
@@ -14,56 +14,17 @@
  */
 import { constants } from 'node:buffer'
 
+import { ShmChannelError, outOfRange } from '../errors'
+import { wake } from '../platform/futex'
+import { invalidSegment } from '../segment/identity'
+import { loadU64, readU64, storeU64, writeU64 } from '../segment/words'
 import * as L from './layout'
-import { ShmChannelError, outOfRange } from './errors'
-import { wake } from './futex'
+import { CHANNEL, checkSegment } from './segment'
 
 const MAX_LENGTH = constants.MAX_LENGTH
 
 function invalid (what: string): ShmChannelError {
-  return new ShmChannelError('ERR_INVALID_SEGMENT', `invalid segment: ${what}`)
-}
-
-/** Writes a fresh header; the magic goes last, so an opener never trusts a half-built header. */
-export function initSegment (buffer: SharedArrayBuffer, capacity: number, initialPosition = 0): void {
-  const h = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
-  h.fill(0)
-  h[L.word(L.VERSION_OFFSET)] = (L.VERSION_MAJOR << 16) | L.VERSION_MINOR
-  h[L.word(L.HEADER_SIZE_OFFSET)] = L.HEADER_SIZE
-  h[L.word(L.CAPACITY_OFFSET)] = capacity
-  h[L.word(L.PRODUCER_POSITION_OFFSET)] = initialPosition | 0
-  h[L.word(L.CONSUMER_POSITION_OFFSET)] = initialPosition | 0
-  Atomics.store(h, L.word(L.MAGIC_OFFSET), L.MAGIC | 0)
-}
-
-/**
- * Validates a segment's header against the buffer holding it. Returns the
- * capacity, or 0 while the creator has not finished the header.
- */
-export function checkSegment (buffer: SharedArrayBuffer): number {
-  if (buffer.byteLength < L.HEADER_SIZE) throw invalid(`${buffer.byteLength} bytes is smaller than a header`)
-  const h = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
-  const magic = Atomics.load(h, L.word(L.MAGIC_OFFSET)) >>> 0
-  if (magic === 0) return 0
-  if (magic !== L.MAGIC) throw invalid(`magic is 0x${magic.toString(16)}, not a shm-channel segment`)
-  const version = h[L.word(L.VERSION_OFFSET)] >>> 0
-  const major = version >>> 16
-  if (major !== L.VERSION_MAJOR) throw invalid(`protocol version ${major}.${version & 0xffff} is not supported (this is ${L.VERSION_MAJOR}.${L.VERSION_MINOR})`)
-  const headerSize = h[L.word(L.HEADER_SIZE_OFFSET)] >>> 0
-  if (headerSize !== L.HEADER_SIZE) throw invalid(`header size ${headerSize}, expected ${L.HEADER_SIZE}`)
-  const capacity = h[L.word(L.CAPACITY_OFFSET)] >>> 0
-  if (capacity < L.MIN_CAPACITY || capacity > L.MAX_CAPACITY || (capacity & (capacity - 1)) !== 0) {
-    throw invalid(`capacity ${capacity} is not a power of two from ${L.MIN_CAPACITY} to ${L.MAX_CAPACITY}`)
-  }
-  if (L.segmentSize(capacity) > buffer.byteLength) throw invalid(`capacity ${capacity} does not fit in ${buffer.byteLength} bytes`)
-  const producer = h[L.word(L.PRODUCER_POSITION_OFFSET)]
-  const consumer = h[L.word(L.CONSUMER_POSITION_OFFSET)]
-  if (((producer | consumer) & (L.RECORD_ALIGNMENT - 1)) !== 0) {
-    throw invalid(`positions ${producer >>> 0} (producer) and ${consumer >>> 0} (consumer) are not both multiples of ${L.RECORD_ALIGNMENT}`)
-  }
-  const used = (producer - consumer) >>> 0
-  if (used > capacity) throw invalid(`producer is ${used} bytes ahead of the consumer in a ${capacity}-byte ring`)
-  return capacity
+  return invalidSegment(CHANNEL, what)
 }
 
 /** Views shared by both ends. */
@@ -92,17 +53,6 @@ class RingEnd {
   }
 }
 
-/** Stores an integer below 2^53 as two little-endian 32-bit words (`>>> 0` is the low word; `%` would be a floating-point remainder). */
-function storeU64 (h: Int32Array, byteOffset: number, value: number): void {
-  const low = value >>> 0
-  h[L.word(byteOffset)] = low
-  h[L.word(byteOffset) + 1] = (value - low) / 0x100000000
-}
-
-export function loadU64 (h: Int32Array, byteOffset: number): number {
-  return (h[L.word(byteOffset)] >>> 0) + (h[L.word(byteOffset) + 1] >>> 0) * 0x100000000
-}
-
 /** The writing end. Producer side only. */
 export class RingProducer extends RingEnd {
   /** Next write position: committed records, published or not. */
@@ -123,8 +73,8 @@ export class RingProducer extends RingEnd {
     this.#position = Atomics.load(h, L.word(L.PRODUCER_POSITION_OFFSET)) >>> 0
     this.#published = this.#position
     this.#consumerCache = Atomics.load(h, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
-    this.#messages = loadU64(h, L.MESSAGES_SENT_OFFSET)
-    this.#bytesSent = loadU64(h, L.BYTES_SENT_OFFSET)
+    this.#messages = loadU64(h, L.word(L.MESSAGES_SENT_OFFSET))
+    this.#bytesSent = loadU64(h, L.word(L.BYTES_SENT_OFFSET))
     this.#timesFull = h[L.word(L.TIMES_FULL_OFFSET)] >>> 0
     this.#wakeups = h[L.word(L.CONSUMER_WAKEUPS_OFFSET)] >>> 0
   }
@@ -157,10 +107,10 @@ export class RingProducer extends RingEnd {
   /**
    * Claims `length` bytes (at most maxRecordPayload) for one record and
    * returns a view of them to fill, or null when the ring has no room now.
-   * Follow with commit() or abort(); nothing is visible until publish().
+   * Follow with commit() or discard(); nothing is visible until publish().
    */
   claim (length: number): Buffer | null {
-    if (this.#claimIndex !== -1) throw new ShmChannelError('ERR_BUSY', 'a claim is already open: commit or abort it first')
+    if (this.#claimIndex !== -1) throw new ShmChannelError('ERR_BUSY', 'a claim is already open: commit or discard it first')
     if (length > this.maxRecordPayload) {
       throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a claim of ${length} bytes exceeds the ${this.maxRecordPayload}-byte record limit of this ring`)
     }
@@ -182,7 +132,7 @@ export class RingProducer extends RingEnd {
   #commitRecord (length: number, flags: number): void {
     const index = this.#claimIndex
     if (index === -1) throw new ShmChannelError('ERR_BUSY', 'no claim is open')
-    if (!(length >= 0 && length <= this.#claimLength)) throw new RangeError(`commit length ${length} is outside the claimed 0..${this.#claimLength}`)
+    if (!(length >= 0 && length <= this.#claimLength)) throw outOfRange('length', `an integer from 0 to the ${this.#claimLength} bytes claimed`, length)
     const w = index >>> 2
     this.words[w] = length
     this.words[w + 1] = L.TYPE_DATA | flags
@@ -207,8 +157,7 @@ export class RingProducer extends RingEnd {
       const view = this.claim(prefix + chunk)
       if (view === null) break
       if (prefix !== 0) {
-        view.writeUInt32LE(total % 0x100000000, 0)
-        view.writeUInt32LE(Math.floor(total / 0x100000000), 4)
+        writeU64(view, 0, total)
       }
       view.set(message.subarray(offset, offset + chunk), prefix)
       const last = offset + chunk === total
@@ -230,7 +179,7 @@ export class RingProducer extends RingEnd {
   }
 
   /** Drops the open claim; nothing of it is ever seen. */
-  abort (): void {
+  discard (): void {
     this.#claimIndex = -1
   }
 
@@ -238,7 +187,7 @@ export class RingProducer extends RingEnd {
   tryWrite (message: Uint8Array): boolean {
     // claim + set + commit, without making a view: the hot path of small messages.
     const length = message.length
-    if (this.#claimIndex !== -1) throw new ShmChannelError('ERR_BUSY', 'a claim is open: commit or abort it first')
+    if (this.#claimIndex !== -1) throw new ShmChannelError('ERR_BUSY', 'a claim is open: commit or discard it first')
     if (length > this.maxRecordPayload) {
       throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a ${length}-byte record exceeds the ${this.maxRecordPayload}-byte record limit of this ring`)
     }
@@ -266,8 +215,8 @@ export class RingProducer extends RingEnd {
   publish (): boolean {
     if (this.#position === this.#published) return false
     const h = this.header
-    storeU64(h, L.MESSAGES_SENT_OFFSET, this.#messages)
-    storeU64(h, L.BYTES_SENT_OFFSET, this.#bytesSent)
+    storeU64(h, L.word(L.MESSAGES_SENT_OFFSET), this.#messages)
+    storeU64(h, L.word(L.BYTES_SENT_OFFSET), this.#bytesSent)
     this.#published = this.#position
     // The release: every record byte above is written before this store.
     Atomics.store(h, L.word(L.PRODUCER_POSITION_OFFSET), this.#position | 0)
@@ -355,8 +304,8 @@ export class RingConsumer extends RingEnd {
     this.#released = this.#position
     this.#producerCache = this.#position
     this.#maxMessageSize = maxMessageSize
-    this.#messages = loadU64(h, L.MESSAGES_RECEIVED_OFFSET)
-    this.#bytesReceived = loadU64(h, L.BYTES_RECEIVED_OFFSET)
+    this.#messages = loadU64(h, L.word(L.MESSAGES_RECEIVED_OFFSET))
+    this.#bytesReceived = loadU64(h, L.word(L.BYTES_RECEIVED_OFFSET))
     this.#wakeups = h[L.word(L.PRODUCER_WAKEUPS_OFFSET)] >>> 0
   }
 
@@ -470,7 +419,7 @@ export class RingConsumer extends RingEnd {
     if (begin) {
       if (this.#partial !== null || this.#skipping) throw invalid(`fragment at index ${index} begins a message inside another`)
       if (end || payload.length < L.FRAGMENT_TOTAL_SIZE) throw invalid(`first fragment at index ${index} is malformed`)
-      const total = payload.readUInt32LE(0) + payload.readUInt32LE(4) * 0x100000000
+      const total = readU64(payload, 0)
       const first = payload.length - L.FRAGMENT_TOTAL_SIZE
       if (total <= first) throw invalid(`fragmented message of ${total} bytes has a first fragment of ${first}`)
       // Buffer.allocUnsafe throws a RangeError over MAX_LENGTH: with no
@@ -525,8 +474,8 @@ export class RingConsumer extends RingEnd {
   release (): boolean {
     if (this.#position === this.#released) return false
     const h = this.header
-    storeU64(h, L.MESSAGES_RECEIVED_OFFSET, this.#messages)
-    storeU64(h, L.BYTES_RECEIVED_OFFSET, this.#bytesReceived)
+    storeU64(h, L.word(L.MESSAGES_RECEIVED_OFFSET), this.#messages)
+    storeU64(h, L.word(L.BYTES_RECEIVED_OFFSET), this.#bytesReceived)
     this.#released = this.#position
     Atomics.store(h, L.word(L.CONSUMER_POSITION_OFFSET), this.#position | 0)
     // Same pairing as RingProducer.publish, mirrored.

@@ -7,8 +7,9 @@
  * any other process that maps the same memory. Like every futex, a wait may
  * end without a matching wake: callers re-check the word and wait again.
  */
-import { WAIT_CANCELLED, binding, type NativeWaiter } from './binding'
-import { AbortError, checkTimeout, invalidType, outOfRange } from './errors'
+import { WAIT_CANCELLED, binding, type NativeWaiter } from '../binding'
+import { AbortError, invalidType, outOfRange } from '../errors'
+import { checkTimeout } from '../options'
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out'
 

@@ -1,14 +1,11 @@
 /**
- * Who holds each end of a channel, and whether that process still lives.
- * A pid alone is not enough: pids are reused, so each end also records its
- * process start time (/proc/<pid>/stat field 22), and a pid whose start time
- * differs is a different, newer process.
+ * Whether a process still lives. A pid alone is not enough: pids are
+ * reused, so a holder is named by its pid and its process start time
+ * (/proc/<pid>/stat field 22), and a pid whose start time differs is a
+ * different, newer process. The end slots of segments (lib/segment/ends.ts)
+ * record both.
  */
 import fs from 'node:fs'
-import { isMainThread } from 'node:worker_threads'
-
-import { binding } from './binding'
-import * as L from './layout'
 
 /** Start time of a process in clock ticks since boot; 0 where /proc is not available; -1 if no such process. */
 export function processStartTime (pid: number): number {
@@ -54,68 +51,4 @@ function isZombie (pid: number): boolean {
   } catch {
     return true
   }
-}
-
-export interface EndInfo {
-  pid: number
-  startTime: number
-  state: number
-}
-
-export function readEnd (h: Int32Array, endOffset: number): EndInfo {
-  const base = L.word(endOffset)
-  return {
-    pid: Atomics.load(h, base + L.word(L.END_PID)) >>> 0,
-    startTime: (h[base + L.word(L.END_START_TIME)] >>> 0) + (h[base + L.word(L.END_START_TIME) + 1] >>> 0) * 0x100000000,
-    state: Atomics.load(h, base + L.word(L.END_STATE)) >>> 0
-  }
-}
-
-/**
- * An end that is open and whose process is alive. Threads of this process
- * count as alive unless one ended holding the end, which marks its start
- * time (see markEndOnThreadExit).
- */
-export function endLive (end: EndInfo): boolean {
-  if (end.state !== L.END_OPEN) return false
-  if (end.pid === process.pid) return end.startTime === ownStartTime
-  return isAlive(end.pid, end.startTime)
-}
-
-/** Marks of ends dropped without close(): the mark would keep their memory mapped until the thread ends. */
-const dropped = new FinalizationRegistry<number>((id) => { binding.cancelMarkOnThreadExit(id) })
-
-/**
- * In a worker thread: arranges that if the thread ends with this end still
- * open (worker.terminate(), an uncaught error, a plain exit), the end is
- * marked so its peer sees it dead: its pid is the process's, which lives on.
- * Returns a function that cancels the mark (on close); the mark also goes
- * when `holder` is garbage-collected. On the main thread the process's own
- * death is what the peer sees: nothing to do.
- */
-export function markEndOnThreadExit (holder: object, buffer: SharedArrayBuffer, endOffset: number): () => void {
-  if (isMainThread) return () => {}
-  const id = binding.markOnThreadExit(buffer, endOffset + L.END_START_TIME + 4, L.END_THREAD_GONE)
-  dropped.register(holder, id, holder)
-  return () => {
-    dropped.unregister(holder)
-    binding.cancelMarkOnThreadExit(id)
-  }
-}
-
-/**
- * Takes an end for this process: succeeds only if the slot is free. Returns
- * false if another process got there first.
- */
-export function claimEnd (h: Int32Array, endOffset: number): boolean {
-  const base = L.word(endOffset)
-  if (Atomics.compareExchange(h, base + L.word(L.END_PID), 0, process.pid) !== 0) return false
-  h[base + L.word(L.END_START_TIME)] = ownStartTime % 0x100000000
-  h[base + L.word(L.END_START_TIME) + 1] = Math.floor(ownStartTime / 0x100000000)
-  Atomics.store(h, base + L.word(L.END_STATE), L.END_OPEN)
-  return true
-}
-
-export function closeEnd (h: Int32Array, endOffset: number): void {
-  Atomics.store(h, L.word(endOffset) + L.word(L.END_STATE), L.END_CLOSED)
 }

@@ -5,8 +5,10 @@
  */
 import fs from 'node:fs'
 
-import { binding, type MappingHandle } from './binding'
-import { ShmChannelError, checkInteger, invalidType, invalidValue } from './errors'
+import { binding, type MappingHandle } from '../binding'
+import { ShmChannelError, invalidType, invalidValue } from '../errors'
+import { checkInteger } from '../options'
+import { sleepSync } from './sleep'
 
 const { O_RDONLY, O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants
 
@@ -192,11 +194,9 @@ export class Region {
     binding.release(handle)
   }
 
-  /** Throws `ERR_REGION_CLOSED` if closed; for layers above that must not touch a closed region. */
-  assertOpen (): void {
-    if (this.#handle === undefined) {
-      throw new ShmChannelError('ERR_REGION_CLOSED', `region ${this.name ?? this.path} is closed`)
-    }
+  /** `using region = Region.open(...)`: close() at the end of the scope. */
+  [Symbol.dispose] (): void {
+    this.close()
   }
 
   static #sizeAndMap (fd: number, size: number, source: { name?: string, path?: string }): Region {
@@ -215,7 +215,7 @@ export class Region {
     // touching a page past its end is SIGBUS.
     const deadline = Date.now() + SIZING_GRACE_MS
     while (size === 0 && source.name !== undefined && Date.now() < deadline) {
-      Atomics.wait(sleeper, 0, 0, 1)
+      sleepSync(1)
       size = fs.fstatSync(fd).size
     }
     if (size < wanted) {
@@ -226,8 +226,6 @@ export class Region {
     return new Region(buffer, handle, source, readOnly, fd)
   }
 }
-
-const sleeper = new Int32Array(new SharedArrayBuffer(4))
 
 /**
  * Refuses a region another user owns unless `allowForeignOwner`: anyone who

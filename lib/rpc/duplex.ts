@@ -5,10 +5,11 @@
  * (one producer, one consumer, order, backpressure, peer-death detection);
  * the duplex only pairs them.
  */
-import { Consumer, Producer, type ConsumerOptions, type WaitOptions } from './channel'
-import type { Codec, CodecName } from './codecs'
-import { invalidType } from './errors'
-import { Region } from './region'
+import type { Codec, CodecName } from '../codecs'
+import { Region, checkName } from '../platform/region'
+import { Consumer } from '../channel/consumer'
+import type { ConsumerOptions, WaitOptions } from '../channel/options'
+import { Producer } from '../channel/producer'
 
 export interface DuplexOptions<Send = unknown, Receive = Send> extends Omit<ConsumerOptions<unknown>, 'codec'> {
   /** One codec for both directions: 'json' (default), 'structured', 'utf8', 'bytes', or your own. */
@@ -123,9 +124,9 @@ export class Duplex<Send = unknown, Receive = Send> implements AsyncIterable<Rec
     this.producer.close()
     this.consumer.close()
   }
-}
 
-function checkName (name: unknown): string {
-  if (typeof name !== 'string') throw invalidType('name', 'a string', name)
-  return name
+  /** `using duplex = Duplex.connect(...)`: close() at the end of the scope. */
+  [Symbol.dispose] (): void {
+    this.close()
+  }
 }

@@ -18,10 +18,41 @@
  * Sleeps are cut into slices of `peerCheckInterval`: between slices the
  * waiter asks `checkPeer`, which throws if the other process died.
  */
-import { wait as futexWait, waitAsync as futexWaitAsync } from './futex'
-import { AbortError, ShmChannelError } from './errors'
+import { AbortError, ShmChannelError, invalidValue, outOfRange } from '../errors'
+import { wait as futexWait, waitAsync as futexWaitAsync } from '../platform/futex'
 
 export type WaitStrategy = 'spin' | 'block' | 'adaptive'
+
+/** How an end waits, as its user may set it. */
+export interface WaitSettingsOptions {
+  /** 'adaptive' (default: spin `spinMicros`, then sleep), 'spin' (never sleeps; one core busy), 'block' (sleeps at once). */
+  wait?: WaitStrategy
+  /** Spin budget of the adaptive strategy, in microseconds. Default 50. */
+  spinMicros?: number
+  /** While waiting, how often to check that the other process lives, in milliseconds. Default 250. */
+  peerCheckInterval?: number
+}
+
+export interface WaitSettings {
+  wait: WaitStrategy
+  spinMicros: number
+  peerCheckInterval: number
+}
+
+/** Checks the waiting options, filling in the defaults. */
+export function checkWaitSettings (options: WaitSettingsOptions): WaitSettings {
+  const wait = options.wait ?? 'adaptive'
+  if (wait !== 'adaptive' && wait !== 'spin' && wait !== 'block') {
+    throw invalidValue('wait', `must be 'adaptive', 'spin' or 'block', got ${JSON.stringify(wait)}`)
+  }
+  const spinMicros = options.spinMicros ?? 50
+  if (typeof spinMicros !== 'number' || !(spinMicros >= 0)) throw outOfRange('spinMicros', 'a non-negative number', spinMicros)
+  const peerCheckInterval = options.peerCheckInterval ?? 250
+  if (typeof peerCheckInterval !== 'number' || !(peerCheckInterval > 0) || peerCheckInterval === Infinity) {
+    throw outOfRange('peerCheckInterval', 'a positive number of milliseconds', peerCheckInterval)
+  }
+  return { wait, spinMicros, peerCheckInterval }
+}
 
 export interface WaitSpec {
   header: Int32Array

@@ -10,8 +10,8 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
-import * as L from './layout'
-import { Region, checkName } from './region'
+import * as L from '../channel/layout'
+import { Region, checkName } from '../platform/region'
 import {
   SHM_DIR, ageOf, collectable, listChannels, probe, read,
   type ChannelSnapshot, type EndSnapshot, type Probe

@@ -11,11 +11,13 @@
 import fs from 'node:fs'
 import path from 'node:path'
 
-import * as L from './layout'
-import { endLive, isAlive, readEnd, type EndInfo } from './liveness'
-import { Region, checkName } from './region'
-import { ShmChannelError } from './errors'
-import { checkSegment, loadU64 } from './ring'
+import { ShmChannelError } from '../errors'
+import { isAlive } from '../platform/liveness'
+import { Region, checkName } from '../platform/region'
+import { endLive, readEnd, type EndInfo } from '../segment/ends'
+import { loadU64 } from '../segment/words'
+import * as L from '../channel/layout'
+import { checkSegment } from '../channel/segment'
 
 /** Where Linux shows POSIX shared memory objects. */
 export const SHM_DIR = '/dev/shm'
@@ -172,9 +174,9 @@ export function read (name: string, buffer: SharedArrayBuffer): Probe {
 
 /** A u64 counter its single writer may be updating: read until two reads agree (a few tries; the writer stores both halves back to back). */
 function stableU64 (h: Int32Array, byteOffset: number): number {
-  let value = loadU64(h, byteOffset)
+  let value = loadU64(h, L.word(byteOffset))
   for (let i = 0; i < 4; i++) {
-    const again = loadU64(h, byteOffset)
+    const again = loadU64(h, L.word(byteOffset))
     if (again === value) break
     value = again
   }

@@ -6,11 +6,11 @@
  */
 import t from 'tap'
 
-import { Consumer } from '../lib/index'
+import { Consumer } from '../../lib/index'
 import {
   ChannelPeer, channelName, closeAtEnd, consumeStream, leavesNothingInDevShm, perfectReport, shmExists,
   type ProduceReport, type StreamSpec
-} from './support/channel-helpers'
+} from '../support/channel-helpers'
 
 const KiB = 1024
 const MiB = 1024 * KiB

@@ -7,11 +7,11 @@
  */
 import t from 'tap'
 
-import { Consumer, DEFAULT_CAPACITY, Producer, createChannelBuffer, type WaitStrategy } from '../lib/index'
+import { Consumer, DEFAULT_CAPACITY, Producer, createChannelBuffer, type WaitStrategy } from '../../lib/index'
 import {
   ChannelPeer, StreamVerifier, channelName, closeAtEnd, consumeStream, leavesNothingInDevShm,
   makeMessage, perfectReport, produceStream, rejection, shmExists, thrown, unlinkIfPresent, within, type StreamReport, type StreamSpec
-} from './support/channel-helpers'
+} from '../support/channel-helpers'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -409,7 +409,7 @@ t.test('messages larger than a record travel in fragments, byte for byte', async
 t.test('zero-copy and batching across processes', async (t) => {
   const peer = new ChannelPeer(t)
 
-  t.test('claim/commit writes in place; commit may shorten the message; an aborted claim is never seen', async (t) => {
+  t.test('claim/commit writes in place; commit may shorten the message; a discarded claim (discard(), or its deprecated name abort()) is never seen', async (t) => {
     const name = channelName()
     const producer = closeAtEnd(t, Producer.open<Uint8Array>(name, { codec: 'bytes' }))
     await peer.call('openConsumer', name, { codec: 'bytes' })
@@ -419,7 +419,10 @@ t.test('zero-copy and batching across processes', async (t) => {
     producer.commit()
     const dropped = producer.claim(7)
     dropped!.write('dropped')
-    producer.abort()
+    producer.discard()
+    const alias = producer.claim(5)
+    alias!.write('alias')
+    producer.abort() // the deprecated name of discard()
     const shortened = producer.claim(100)
     shortened!.write('short')
     producer.commit(5)
@@ -427,7 +430,7 @@ t.test('zero-copy and batching across processes', async (t) => {
     t.equal(empty!.length, 0)
     producer.commit()
     t.same((await peer.call<Array<{ value: Buffer }>>('receiveTyped', 3)).map((r) => r.value.toString()), ['whole', 'short', ''])
-    t.equal(await peer.call('tryReceive'), undefined, 'nothing of the aborted claim')
+    t.equal(await peer.call('tryReceive'), undefined, 'nothing of the discarded claims')
     await peer.call('closeConsumer')
   })
 

@@ -6,10 +6,10 @@
  */
 import t, { type Test } from 'tap'
 
-import { Consumer, Producer, codecs } from '../lib/index'
+import { Consumer, Producer, codecs } from '../../lib/index'
 import {
   ChannelPeer, channelName, closeAtEnd, leavesNothingInDevShm, pickyCodec, pointCodec, rejection, thrown, type Point
-} from './support/channel-helpers'
+} from '../support/channel-helpers'
 
 const KiB = 1024
 

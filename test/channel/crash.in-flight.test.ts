@@ -9,15 +9,15 @@
 import { spawn } from 'node:child_process'
 import t, { type Test } from 'tap'
 
-import { Consumer, Producer, Region } from '../lib/index'
-import * as L from '../lib/layout'
-import { processStartTime } from '../lib/liveness'
-import { initSegment } from '../lib/ring'
+import { Consumer, Producer, Region } from '../../lib/index'
+import * as L from '../../lib/channel/layout'
+import { processStartTime } from '../../lib/platform/liveness'
+import { initSegment } from '../../lib/channel/segment'
 import {
   ChannelPeer, StreamVerifier, channelName, closeAtEnd, leavesNothingInDevShm, perfectReport,
   shmExists, thrown, unlinkIfPresent, within
-} from './support/channel-helpers'
-import { Prng, seedsFromEnv } from './support/prng'
+} from '../support/channel-helpers'
+import { Prng, seedsFromEnv } from '../support/prng'
 
 const KiB = 1024
 const DETECTION_BOUND = 5000

@@ -8,12 +8,12 @@
  */
 import t from 'tap'
 
-import { Consumer, Producer, Region } from '../lib/index'
+import { Consumer, Producer, Region } from '../../lib/index'
 import {
   ChannelPeer, StreamVerifier, channelName, closeAtEnd, leavesNothingInDevShm, makeMessage, perfectReport,
   rejection, shmExists, thrown, unlinkIfPresent, within, type StreamSpec
-} from './support/channel-helpers'
-import { Prng } from './support/prng'
+} from '../support/channel-helpers'
+import { Prng } from '../support/prng'
 
 const KiB = 1024
 /** How long a survivor may take to notice a dead peer. */

@@ -7,12 +7,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 
-import * as L from '../lib/layout'
-import { initSegment } from '../lib/ring'
+import * as L from '../../lib/channel/layout'
+import { initSegment } from '../../lib/channel/segment'
 
 const LINE = 128
-const layoutSource = fs.readFileSync(path.join(__dirname, '..', 'lib', 'layout.ts'), 'utf8')
-const protocolPath = path.join(__dirname, '..', 'docs', 'protocol.md')
+const layoutSource = fs.readFileSync(path.join(__dirname, '..', '..', 'lib', 'channel', 'layout.ts'), 'utf8')
+const protocolPath = path.join(__dirname, '..', '..', 'docs', 'protocol.md')
 
 /** Every field of the header: name, offset, size in bytes. */
 const FIELDS: ReadonlyArray<readonly [string, number, number]> = [

@@ -7,10 +7,10 @@
  */
 import t from 'tap'
 
-import { Consumer, Producer } from '../lib/index'
+import { Consumer, Producer } from '../../lib/index'
 import {
   ChannelPeer, channelName, closeAtEnd, leavesNothingInDevShm, makeMessage, rejection, shmExists, thrown, within
-} from './support/channel-helpers'
+} from '../support/channel-helpers'
 
 const KiB = 1024
 

@@ -11,7 +11,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 
-import { ChannelPeer, leavesNothingInDevShm } from './support/channel-helpers'
+import { ChannelPeer, leavesNothingInDevShm } from '../support/channel-helpers'
 
 const MiB = 1024 * 1024
 const COUNT = Number(process.env.REL_CHURN ?? 10_000)
@@ -45,7 +45,7 @@ function inSmallDevShm (t: Test, size: string): { skip: string | false, call: (m
   const probe = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=${size} none /dev/shm`], { encoding: 'utf8' })
   if (probe.status !== 0) return { skip: `cannot mount a tmpfs over /dev/shm in a private mount namespace (needs root, util-linux unshare): ${(probe.stderr ?? String(probe.error)).trim().split('\n')[0]}`, call: async () => {} }
   const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs -o size=${size} none /dev/shm && exec "$@"`, 'sh',
-    process.execPath, ...process.execArgv, path.join(__dirname, 'fixtures', 'rel-peer.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
+    process.execPath, ...process.execArgv, path.join(__dirname, '..', 'fixtures', 'rel-peer.ts')], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' })
   t.teardown(() => { child.kill('SIGKILL') })
   let id = 0
   return {

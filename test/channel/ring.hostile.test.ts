@@ -7,13 +7,14 @@
  */
 import t, { type Test } from 'tap'
 
-import * as L from '../lib/layout'
-import { ShmChannelError } from '../lib/errors'
-import { RingConsumer, RingProducer, checkSegment, initSegment } from '../lib/ring'
-import { Prng, seedsFromEnv, sequenceMessage } from './support/prng'
+import * as L from '../../lib/channel/layout'
+import { ShmChannelError } from '../../lib/errors'
+import { RingConsumer, RingProducer } from '../../lib/channel/ring'
+import { checkSegment, initSegment } from '../../lib/channel/segment'
+import { Prng, seedsFromEnv, sequenceMessage } from '../support/prng'
 import {
   consumerPosition, makeRing, producerPosition, setHeaderWord, writeRecord, type TestRing
-} from './support/ring'
+} from '../support/ring'
 
 const C = 4096
 const M = L.maxRecordPayload(C) // 1016

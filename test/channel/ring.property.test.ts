@@ -19,11 +19,12 @@
  */
 import t from 'tap'
 
-import { ShmChannelError } from '../lib/errors'
-import * as L from '../lib/layout'
-import { ASSEMBLED, NONE, RingConsumer, RingProducer, SINGLE, checkSegment, initSegment } from '../lib/ring'
-import { Prng, seedsFromEnv, sequenceMessage } from './support/prng'
-import { bytesDiffer, consumerPosition, copyRing, indexOf, producerPosition, recordAt, type TestRing } from './support/ring'
+import { ShmChannelError } from '../../lib/errors'
+import * as L from '../../lib/channel/layout'
+import { ASSEMBLED, NONE, RingConsumer, RingProducer, SINGLE } from '../../lib/channel/ring'
+import { checkSegment, initSegment } from '../../lib/channel/segment'
+import { Prng, seedsFromEnv, sequenceMessage } from '../support/prng'
+import { bytesDiffer, consumerPosition, copyRing, indexOf, producerPosition, recordAt, type TestRing } from '../support/ring'
 
 const STEPS = 5000
 const TAIL = 64 // canary bytes past the end of the ring
@@ -216,7 +217,7 @@ class Run {
     check(view.length === length && indexOf(view) === expectedIndex, () => `claim(${length}) gave ${view.length} bytes at index ${indexOf(view)}, expected index ${expectedIndex}`)
     this.prng.fill(view) // whatever is claimed but not committed must never be seen
     if (this.prng.chance(0.2)) {
-      this.ring.producer.abort()
+      this.ring.producer.discard()
       this.padded(padding) // a padding record written for the claim stays, committed
       this.stats.aborted++
       return `claim(${length}) + abort`

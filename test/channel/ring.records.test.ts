@@ -6,12 +6,12 @@
  */
 import t, { type Test } from 'tap'
 
-import * as L from '../lib/layout'
-import { RingConsumer, RingProducer } from '../lib/ring'
-import { SequenceVerifier, sequenceMessage } from './support/prng'
+import * as L from '../../lib/channel/layout'
+import { RingConsumer, RingProducer } from '../../lib/channel/ring'
+import { SequenceVerifier, sequenceMessage } from '../support/prng'
 import {
   bytesDiffer, consumerPosition, headerWord, makeRing, producerPosition, recordAt, type TestRing
-} from './support/ring'
+} from '../support/ring'
 
 const C = 4096
 const M = L.maxRecordPayload(C) // 1016

@@ -5,13 +5,14 @@
  */
 import t, { type Test } from 'tap'
 
-import * as L from '../lib/layout'
-import { RingConsumer, checkSegment } from '../lib/ring'
-import { Prng, SequenceVerifier, sequenceMessage } from './support/prng'
+import * as L from '../../lib/channel/layout'
+import { RingConsumer } from '../../lib/channel/ring'
+import { checkSegment } from '../../lib/channel/segment'
+import { Prng, SequenceVerifier, sequenceMessage } from '../support/prng'
 import {
   bytesDiffer, consumerPosition, headerWord, indexOf, makeRing, producerPosition, recordAt,
   setHeaderWord, type TestRing
-} from './support/ring'
+} from '../support/ring'
 
 const C = 4096
 const M = L.maxRecordPayload(C) // 1016: a record of M bytes takes C/4
@@ -262,7 +263,7 @@ t.test('claim, commit and abort', async (t) => {
     const aborted = ring.producer.claim(100)
     if (aborted === null) throw new Error('claim on an empty ring returned null')
     aborted.fill(0xee)
-    ring.producer.abort()
+    ring.producer.discard()
     t.equal(ring.producer.pending, false, 'nothing to publish')
     t.equal(ring.producer.publish(), false)
     t.equal(producerPosition(ring), 0, 'the producer position did not move')
@@ -281,7 +282,7 @@ t.test('claim, commit and abort', async (t) => {
   t.test('an aborted claim that wrapped leaves only its padding, which the consumer skips', async (t) => {
     const ring = makeRing(C, { initialPosition: C - 16 })
     t.not(ring.producer.claim(100), null)
-    ring.producer.abort()
+    ring.producer.discard()
     t.same(recordAt(ring, C - 16), { length: 8, type: L.TYPE_PADDING }, 'the padding stays written')
     t.equal(ring.producer.pending, true, 'the padding is committed')
     ring.producer.publish()
@@ -295,7 +296,7 @@ t.test('claim, commit and abort', async (t) => {
 
   t.test('abort() with no claim open changes nothing', async (t) => {
     const ring = makeRing(C)
-    ring.producer.abort()
+    ring.producer.discard()
     t.ok(ring.producer.tryWrite(sequenceMessage(0, 10)))
     ring.producer.publish()
     t.equal(readOne(t, ring).length, 10)

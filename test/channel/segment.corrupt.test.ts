@@ -20,13 +20,13 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 
-import { Consumer, Producer, Region, ShmChannelError, createChannelBuffer } from '../lib/index'
-import * as L from '../lib/layout'
-import { initSegment } from '../lib/ring'
+import { Consumer, Producer, Region, ShmChannelError, createChannelBuffer } from '../../lib/index'
+import * as L from '../../lib/channel/layout'
+import { initSegment } from '../../lib/channel/segment'
 import {
   ChannelPeer, channelName, closeAtEnd, leavesNothingInDevShm, makeMessage, thrown, unlinkIfPresent, within
-} from './support/channel-helpers'
-import { Prng, seedsFromEnv } from './support/prng'
+} from '../support/channel-helpers'
+import { Prng, seedsFromEnv } from '../support/prng'
 
 const KiB = 1024
 

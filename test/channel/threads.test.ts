@@ -9,15 +9,15 @@ import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import t, { type Test } from 'tap'
 
-import { Consumer, Producer, createChannelBuffer } from '../lib/index'
+import { Consumer, Producer, createChannelBuffer } from '../../lib/index'
 import {
   ChannelPeer, channelName, consumeStream, leavesNothingInDevShm, perfectReport, produceStream, rejection, runChannelWorker, thrown, within,
   type ProduceReport, type StreamReport, type StreamSpec
-} from './support/channel-helpers'
+} from '../support/channel-helpers'
 
 /** A worker holding one end (test/fixtures/channel-worker-hold.ts), once it is ready. */
 async function holdingWorker (t: Test, job: Record<string, unknown>): Promise<Worker> {
-  const worker = new Worker(path.join(__dirname, 'fixtures', 'channel-worker-hold.ts'), { workerData: job })
+  const worker = new Worker(path.join(__dirname, '..', 'fixtures', 'channel-worker-hold.ts'), { workerData: job })
   t.teardown(async () => { await worker.terminate() })
   await once(worker, 'message')
   return worker

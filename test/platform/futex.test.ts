@@ -5,8 +5,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 
-import { Region, futex } from '../lib/index'
-import { Peer, closeAtEnd, leavesNothingInDevShm, settledFlag, shmName, wakeUntilWoken } from './helpers'
+import { Region, futex } from '../../lib/index'
+import { Peer, closeAtEnd, leavesNothingInDevShm, settledFlag, shmName, wakeUntilWoken } from '../helpers'
 
 const PAGE = 4096
 

@@ -6,8 +6,8 @@ import { fork } from 'node:child_process'
 import path from 'node:path'
 import t from 'tap'
 
-import { Duplex } from '../lib/index'
-import { leavesNothingInDevShm, serviceLeftovers, serviceName, within } from './support/rpc-peer'
+import { Duplex } from '../../lib/index'
+import { leavesNothingInDevShm, serviceLeftovers, serviceName, within } from '../support/rpc-peer'
 
 t.test('the listening side and the connecting side talk both ways, whichever opens first', async (t) => {
   for (const first of ['listen', 'connect'] as const) {
@@ -34,7 +34,7 @@ t.test('the listening side and the connecting side talk both ways, whichever ope
 t.test('between two processes: a request stream and its answers, until the listener closes', async (t) => {
   const name = serviceName()
   const duplex = Duplex.listen<number, number>(name)
-  const child = fork(path.join(__dirname, 'fixtures', 'duplex-echo.ts'), [name], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(path.join(__dirname, '..', 'fixtures', 'duplex-echo.ts'), [name], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
   t.teardown(() => { child.kill('SIGKILL') })
   const answers: number[] = []

@@ -8,9 +8,9 @@
  */
 import t, { type Test } from 'tap'
 
-import { RemoteError, ShmChannelError, connect, serve, type Client, type Server } from '../lib/index'
-import { makeHandler, type Op, type Stats } from './fixtures/rpc-handler'
-import { RpcPeer, leavesNothingInDevShm, rejection, serviceLeftovers, serviceName, shmLeftovers, until, within } from './support/rpc-peer'
+import { RemoteError, ShmChannelError, connect, serve, type Client, type Server } from '../../lib/index'
+import { makeHandler, type Op, type Stats } from '../fixtures/rpc-handler'
+import { RpcPeer, leavesNothingInDevShm, rejection, serviceLeftovers, serviceName, shmLeftovers, until, within } from '../support/rpc-peer'
 
 /** Generous: the machine running the tests may be loaded. */
 const SETTLE_MS = 15_000

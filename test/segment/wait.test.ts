@@ -1,6 +1,6 @@
 import t from 'tap'
-import { waitAsync, waitSync, type WaitSpec } from '../lib/wait'
-import { ShmChannelError } from '../lib/errors'
+import { waitAsync, waitSync, type WaitSpec } from '../../lib/segment/wait'
+import { ShmChannelError } from '../../lib/errors'
 
 function spec (strategy: WaitSpec['strategy'], ready: () => boolean): WaitSpec {
   return {

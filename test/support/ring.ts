@@ -2,8 +2,9 @@
  * A ring with both ends in this thread, and eyes on its raw bytes: what the
  * ring tests (test/ring.*.test.ts, test/layout.test.ts) build on.
  */
-import * as L from '../../lib/layout'
-import { RingConsumer, RingProducer, initSegment } from '../../lib/ring'
+import * as L from '../../lib/channel/layout'
+import { RingConsumer, RingProducer } from '../../lib/channel/ring'
+import { initSegment } from '../../lib/channel/segment'
 import { firstDifference } from './prng'
 
 export interface TestRing {

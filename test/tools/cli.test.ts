@@ -14,14 +14,15 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 
-import { main, EXIT_FAILURE, EXIT_NOT_A_CHANNEL, EXIT_OK, EXIT_USAGE, type CliIO } from '../lib/cli'
-import { Consumer, Producer, Region, initSegment } from '../lib/index'
-import * as L from '../lib/layout'
-import type { HolderSpec } from './fixtures/cli-holder'
+import { main, EXIT_FAILURE, EXIT_NOT_A_CHANNEL, EXIT_OK, EXIT_USAGE, type CliIO } from '../../lib/tools/cli'
+import { Consumer, Producer, Region } from '../../lib/index'
+import { initSegment } from '../../lib/channel/segment'
+import * as L from '../../lib/channel/layout'
+import type { HolderSpec } from '../fixtures/cli-holder'
 
-const ROOT = path.join(__dirname, '..')
+const ROOT = path.join(__dirname, '..', '..')
 const BIN = path.join(ROOT, 'bin', 'shm-channel.js')
-const DIST_CLI = path.join(ROOT, 'dist', 'cli.js')
+const DIST_CLI = path.join(ROOT, 'dist', 'tools', 'cli.js')
 const CAPACITY = 65536
 const SIZE = L.segmentSize(CAPACITY)
 
@@ -81,7 +82,7 @@ class Holder {
   #stderr = ''
 
   constructor (t: Test, spec: HolderSpec) {
-    this.child = fork(path.join(__dirname, 'fixtures', 'cli-holder.ts'), [JSON.stringify(spec)], {
+    this.child = fork(path.join(__dirname, '..', 'fixtures', 'cli-holder.ts'), [JSON.stringify(spec)], {
       execArgv: process.execArgv,
       stdio: ['ignore', 'inherit', 'pipe', 'ipc']
     })
@@ -448,9 +449,9 @@ t.test('bad input: unknown name exits 1, bad usage exits 2, help and --version e
   t.same(await run(['--version']), { code: EXIT_OK, stdout: `shm-channel ${pkg.version} (protocol 1.0)\n`, stderr: '' })
 })
 
-const noDist = fs.existsSync(DIST_CLI) ? false : 'dist/cli.js is missing: run `npx tsc -p tsconfig.json` first'
+const noDist = fs.existsSync(DIST_CLI) ? false : 'dist/tools/cli.js is missing: run `npx tsc -p tsconfig.json` first'
 
-t.test('the bin runs dist/cli.js and exits with its code', { skip: noDist }, async (t) => {
+t.test('the bin runs dist/tools/cli.js and exits with its code', { skip: noDist }, async (t) => {
   const name = channelName(t, 'bin')
   const producer = Producer.open(name)
   t.teardown(() => { producer.close() })

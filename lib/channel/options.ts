@@ -1,0 +1,58 @@
+/**
+ * The options of a channel end, checked before anything is opened: an
+ * option refused after an end is taken would leave the end claimed.
+ */
+import type { Codec, CodecName } from '../codecs'
+import { outOfRange } from '../errors'
+import { checkBoolean, checkInteger } from '../options'
+import { checkWaitSettings, type WaitSettings, type WaitSettingsOptions } from '../segment/wait'
+import * as L from './layout'
+
+export type { WaitStrategy } from '../segment/wait'
+
+export const DEFAULT_CAPACITY = 1 << 20
+
+export interface ChannelOptions<T> extends WaitSettingsOptions {
+  /** How values become bytes: 'json' (default), 'structured', 'utf8', 'bytes', or your own codec. */
+  codec?: Codec<T> | CodecName
+  /** Ring size in bytes when this end creates the channel: a power of two from 4096 to 2^30. Default 1 MiB. */
+  capacity?: number
+  /** Permission bits when this end creates the channel. Default 0o600. */
+  mode?: number
+  /** How long to wait for a creator to finish the channel's header, in milliseconds. Default 5000. */
+  openTimeout?: number
+  /** Join a channel whose shared memory object another user owns. Default false: ERR_FOREIGN_OWNER. */
+  allowForeignOwner?: boolean
+}
+
+export interface ConsumerOptions<T> extends ChannelOptions<T> {
+  /** Largest message this end accepts (reassembles), in bytes. Default: no limit. */
+  maxMessageSize?: number
+}
+
+export interface WaitOptions {
+  /** Milliseconds; default no limit. */
+  timeout?: number
+  signal?: AbortSignal
+}
+
+/** Checks a ring capacity option (also used by lib/rpc). */
+export function checkCapacity (capacity: unknown): number {
+  checkInteger('capacity', capacity, L.MIN_CAPACITY, L.MAX_CAPACITY)
+  const c = capacity as number
+  if ((c & (c - 1)) !== 0) throw outOfRange('capacity', `a power of two between ${L.MIN_CAPACITY} and 2^30`, c)
+  return c
+}
+
+/** Checks the options every end takes besides its codec (also used by lib/rpc). */
+export function settings (options: ChannelOptions<unknown>): WaitSettings {
+  const checked = checkWaitSettings(options)
+  checkBoolean('allowForeignOwner', options.allowForeignOwner)
+  return checked
+}
+
+/** Checks a consumer's maxMessageSize; Infinity when there is none. */
+export function checkMaxMessageSize (max: unknown): number {
+  if (max === undefined || max === Infinity) return Infinity
+  return checkInteger('maxMessageSize', max, 0, Number.MAX_SAFE_INTEGER)
+}

@@ -1,0 +1,340 @@
+/**
+ * Request/response between processes: the client. `await connect(name)`
+ * claims a slot of the server's listener (lib/rpc/ticket.ts), makes its
+ * duplex and waits to be accepted; `await client.request(value)` sends a
+ * request frame and resolves with the reply.
+ */
+import { EventEmitter } from 'node:events'
+
+import type { Codec } from '../codecs'
+import { AbortError, ShmChannelError, invalidValue } from '../errors'
+import { checkTimeout } from '../options'
+import { isAlive } from '../platform/liveness'
+import { DEFAULT_CAPACITY, checkCapacity } from '../channel/options'
+import type { Consumer } from '../channel/consumer'
+import type { Producer } from '../channel/producer'
+import { Duplex } from './duplex'
+import {
+  FLAG_NO_VALUE, FRAME_HEADER_SIZE, FRAME_KIND, FRAME_STATUS, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, STATUS_OK,
+  decodeValue, malformed, putHeader, readId, remoteError, writeFrame
+} from './frames'
+import { Ticket, reclaimListener } from './ticket'
+import { common, connectionName, serviceName, type ConnectionOptions, type ConnectOptions, type RequestOptions } from './options'
+
+export type { ConnectOptions, RequestOptions } from './options'
+
+/** Longest a client's read loop waits before looking whether anything is still pending, in milliseconds. */
+const IDLE_SLICE = 200
+
+/**
+ * Connects to the server of `name`, waiting up to `timeout` (default 5 s)
+ * for it to appear and accept. Rejects with ERR_TIMEOUT, ERR_BUSY (the
+ * server is at maxClients), ERR_PEER_DEAD or ERR_CHANNEL_CLOSED (the server
+ * died or closed while accepting), an AbortError, or a TypeError when the
+ * codecs differ.
+ */
+export async function connect<Req = unknown, Res = unknown> (name: string, options: ConnectOptions<Req, Res> = {}): Promise<Client<Req, Res>> {
+  const { shm, base } = serviceName(name)
+  const { codec, channel, peerCheckInterval } = common(options as ConnectionOptions<unknown, unknown>)
+  if (options.capacity !== undefined) checkCapacity(options.capacity)
+  const timeout = checkTimeout('timeout', options.timeout ?? 5000)
+  const signal = options.signal
+  const deadline = performance.now() + timeout
+  const ticket = await Ticket.claim(shm, deadline, signal, options.allowForeignOwner)
+  const connection = connectionName(base, { pid: process.pid, connection: ticket.connection })
+  let duplex: Duplex<Uint8Array, Uint8Array> | undefined
+  try {
+    if (ticket.server.codec !== codec.name) {
+      throw invalidValue('codec', `must be the server's: ${shm} uses ${JSON.stringify(ticket.server.codec)}, this client ${JSON.stringify(codec.name)}`)
+    }
+    const capacity = options.capacity ?? (ticket.server.capacity !== 0 ? ticket.server.capacity : DEFAULT_CAPACITY)
+    duplex = Duplex.connect<Uint8Array, Uint8Array>(connection, { ...channel, capacity })
+    ticket.ready()
+    const answer = await ticket.answer(deadline, signal, peerCheckInterval)
+    if (answer === 'refused') {
+      throw new ShmChannelError('ERR_BUSY', `the server of ${shm} (pid ${ticket.server.pid}) refused the connection: it has its maxClients, or could not open the channels`)
+    }
+  } catch (err) {
+    // The server never attached (or refused): nobody else will remove the names.
+    duplex?.close()
+    Duplex.unlink(connection)
+    ticket.release()
+    throw err
+  }
+  ticket.release()
+  return new Client<Req, Res>(shm, connection, duplex, codec as Codec<Req | Res>, ticket.server, peerCheckInterval)
+}
+
+export interface ClientEvents {
+  /**
+   * The connection ended, once: `error` is undefined after close(), else
+   * why it broke: ERR_PEER_DEAD (the server died), ERR_CHANNEL_CLOSED (it
+   * closed the connection), or a protocol error. Emitted whether or not a
+   * request was in flight.
+   */
+  close: [error: Error | undefined]
+}
+
+interface Pending {
+  resolve: (value: any) => void
+  reject: (err: unknown) => void
+  timer: NodeJS.Timeout | undefined
+  signal: AbortSignal | undefined
+  onAbort: (() => void) | undefined
+}
+
+/**
+ * One connection to a server. `request()` may be called any number of times
+ * without waiting; replies are matched to requests by id, in whatever order
+ * the server finishes them. An idle client (nothing pending) does not keep
+ * the process alive; it still looks at its server every peerCheckInterval
+ * and emits 'close' when the server dies or closes the connection.
+ */
+export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEvents> {
+  /** The service name (with its slash). */
+  readonly name: string
+  /** The server's process id. */
+  readonly serverPid: number
+  readonly #connection: string
+  readonly #duplex: Duplex<Uint8Array, Uint8Array>
+  readonly #producer: Producer<Uint8Array>
+  readonly #consumer: Consumer<Uint8Array>
+  readonly #codec: Codec<Req | Res>
+  readonly #server: { pid: number, startTime: number }
+  readonly #pending = new Map<number, Pending>()
+  #nextId = 0
+  #reading = false
+  /** Set once the connection broke: every request fails like this. */
+  #failure: ShmChannelError | undefined
+  #closed = false
+  /** Looks at the server while no read loop runs; unref'd, so it keeps no process alive. */
+  readonly #watchdog: NodeJS.Timeout
+
+  /** Use `connect()`. */
+  constructor (name: string, connection: string, duplex: Duplex<Uint8Array, Uint8Array>, codec: Codec<Req | Res>, server: { pid: number, startTime: number }, peerCheckInterval: number) {
+    super()
+    this.name = name
+    this.#connection = connection
+    this.#duplex = duplex
+    this.#producer = duplex.producer
+    this.#consumer = duplex.consumer
+    this.#codec = codec
+    this.#server = server
+    this.serverPid = server.pid
+    this.#watchdog = setInterval(() => { this.#watch() }, peerCheckInterval).unref()
+  }
+
+  /** Requests sent and not yet answered, timed out or cancelled. */
+  get pending (): number {
+    return this.#pending.size
+  }
+
+  get closed (): boolean {
+    return this.#closed
+  }
+
+  /**
+   * Sends `value` to the server's handler and resolves with its answer.
+   * Rejects with a RemoteError (code ERR_REMOTE) if the handler failed,
+   * ERR_TIMEOUT, an AbortError, ERR_PEER_DEAD if the server died,
+   * ERR_CHANNEL_CLOSED if it (or this client) closed. A reply that comes
+   * after its request timed out or was cancelled is dropped.
+   */
+  request (value: Req, options: RequestOptions = {}): Promise<Res> {
+    if (this.#failure !== undefined) return Promise.reject(new ShmChannelError(this.#failure.code, this.#failure.message))
+    if (this.#closed) return Promise.reject(new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed'))
+    let timeout: number
+    let payload: string | Uint8Array | undefined
+    try {
+      timeout = checkTimeout('timeout', options.timeout)
+      if (value !== undefined) payload = this.#codec.encode(value)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const signal = options.signal
+    if (signal?.aborted === true) return Promise.reject(new AbortError({ cause: signal.reason }))
+    const id = this.#newId()
+    return new Promise<Res>((resolve, reject) => {
+      const pending: Pending = { resolve, reject, timer: undefined, signal, onAbort: undefined }
+      this.#pending.set(id, pending)
+      if (timeout !== Infinity) {
+        pending.timer = setTimeout(() => { this.#giveUp(id, new ShmChannelError('ERR_TIMEOUT', `request timed out after ${timeout} ms`)) }, timeout)
+      }
+      if (signal !== undefined) {
+        pending.onAbort = () => { this.#giveUp(id, new AbortError({ cause: signal.reason })) }
+        signal.addEventListener('abort', pending.onAbort, { once: true })
+      }
+      try {
+        const sent = writeFrame(this.#producer, KIND_REQUEST, STATUS_OK, payload === undefined ? FLAG_NO_VALUE : 0, id, payload)
+        sent?.catch((err: unknown) => { this.#settle(id)?.reject(this.#translate(err)) })
+      } catch (err) {
+        this.#settle(id)
+        reject(this.#translate(err))
+        return
+      }
+      this.#startReading()
+    })
+  }
+
+  #newId (): number {
+    let id = this.#nextId
+    do id = (id + 1) >>> 0
+    while (id === 0 || this.#pending.has(id))
+    this.#nextId = id
+    return id
+  }
+
+  /** Removes request `id` from the pending map with its timer and abort listener; returns it if it was there. */
+  #settle (id: number): Pending | undefined {
+    const pending = this.#pending.get(id)
+    if (pending === undefined) return undefined
+    this.#pending.delete(id)
+    if (pending.timer !== undefined) clearTimeout(pending.timer)
+    if (pending.onAbort !== undefined) pending.signal?.removeEventListener('abort', pending.onAbort)
+    return pending
+  }
+
+  /** Timeout or abort: fail the request now, tell the server (best effort), and stop reading if nothing else waits. */
+  #giveUp (id: number, err: Error): void {
+    const pending = this.#settle(id)
+    if (pending === undefined) return
+    pending.reject(err)
+    try {
+      // Only if it can go at once: a CANCEL is advice, and a full ring (or
+      // a request still queued behind it) means it would come too late.
+      const view = this.#producer.claim(FRAME_HEADER_SIZE)
+      if (view !== null) {
+        putHeader(view, KIND_CANCEL, STATUS_OK, 0, id)
+        this.#producer.commit()
+      }
+    } catch {}
+  }
+
+  #startReading (): void {
+    if (this.#reading) return
+    this.#reading = true
+    // After the caller's synchronous burst of requests, not inside the first one.
+    queueMicrotask(() => { void this.#read() })
+  }
+
+  async #read (): Promise<void> {
+    const consumer = this.#consumer
+    try {
+      while (this.#pending.size > 0 && !this.#closed) {
+        let frame: Buffer | undefined
+        let n = 0
+        while ((frame = consumer.read()) !== undefined) {
+          this.#onFrame(frame)
+          if ((++n & 63) === 0) consumer.release()
+        }
+        consumer.release()
+        if (this.#pending.size === 0) break
+        // Waits in slices, so that once nothing is pending (the last request
+        // timed out or was cancelled) the loop ends soon and an idle client
+        // stops holding the event loop. A slice, not an AbortSignal: merging
+        // signals (AbortSignal.any) costs several microseconds per wait.
+        let more: boolean
+        try {
+          more = await consumer.readable({ timeout: IDLE_SLICE })
+        } catch (err) {
+          if ((err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
+          // A wait that ends by its timeout skips the channel's own peer
+          // check (lib/wait.ts checks the deadline first): check here.
+          if (!isAlive(this.#server.pid, this.#server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
+          continue
+        }
+        if (!more) throw new ShmChannelError('ERR_CHANNEL_CLOSED', `the server of ${this.name} closed the connection`)
+      }
+    } catch (err) {
+      if (!this.#closed) this.#fail(this.#translate(err))
+    } finally {
+      this.#reading = false
+    }
+    // A request may have come while the loop was stopping.
+    if (this.#pending.size > 0 && this.#failure === undefined && !this.#closed) this.#startReading()
+  }
+
+  /**
+   * Between requests: drops late replies, and notices a server that closed
+   * the connection or died. While requests are pending the read loop does both.
+   */
+  #watch (): void {
+    if (this.#reading || this.#failure !== undefined || this.#closed) return
+    const consumer = this.#consumer
+    try {
+      let frame: Buffer | undefined
+      while ((frame = consumer.read()) !== undefined) this.#onFrame(frame)
+      consumer.release()
+      if (!isAlive(this.#server.pid, this.#server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
+    } catch (err) {
+      this.#fail(this.#translate(err))
+    }
+  }
+
+  #onFrame (frame: Buffer): void {
+    if (frame.length < FRAME_HEADER_SIZE || frame[FRAME_KIND] !== KIND_REPLY) throw malformed(frame)
+    const pending = this.#settle(readId(frame))
+    if (pending === undefined) return // the request timed out or was cancelled: a late reply is dropped
+    if (frame[FRAME_STATUS] !== STATUS_OK) {
+      pending.reject(remoteError(frame))
+      return
+    }
+    let value: unknown
+    try {
+      value = decodeValue(this.#codec, frame)
+    } catch (err) {
+      pending.reject(err)
+      return
+    }
+    pending.resolve(value)
+  }
+
+  /** Channel errors in the words of a connection. */
+  #translate (err: unknown): unknown {
+    const code = (err as ShmChannelError).code
+    if (this.#closed) return new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
+    if (code === 'ERR_PEER_DEAD') return new ShmChannelError('ERR_PEER_DEAD', `the server of ${this.name} (pid ${this.#server.pid}) died`)
+    if (code === 'ERR_CHANNEL_CLOSED') return new ShmChannelError('ERR_CHANNEL_CLOSED', `the server of ${this.name} closed the connection`)
+    return err
+  }
+
+  /** The connection is broken: fail everything pending, and every later request, with `err`. */
+  #fail (err: unknown): void {
+    const failure = err instanceof ShmChannelError ? err : new ShmChannelError('ERR_DECODE', (err as Error).message, { cause: err })
+    this.#failure = failure
+    for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(failure)
+    clearInterval(this.#watchdog)
+    this.#duplex.close()
+    if (failure.code === 'ERR_PEER_DEAD') this.#cleanUpAfterServer()
+    this.emit('close', failure)
+  }
+
+  /**
+   * Closes the connection. Pending requests fail with ERR_CHANNEL_CLOSED;
+   * the server sees the client leave. Idempotent.
+   */
+  close (): void {
+    if (this.#closed) return
+    this.#closed = true
+    const closed = new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
+    for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(closed)
+    clearInterval(this.#watchdog)
+    const broken = this.#failure !== undefined
+    this.#duplex.close()
+    if (!isAlive(this.#server.pid, this.#server.startTime)) this.#cleanUpAfterServer()
+    if (!broken) this.emit('close', undefined)
+  }
+
+  /** `using client = await connect(...)`: close() at the end of the scope. */
+  [Symbol.dispose] (): void {
+    this.close()
+  }
+
+  /** A dead server removes nothing: the last ones out clean up after it. */
+  #cleanUpAfterServer (): void {
+    try {
+      Duplex.unlink(this.#connection)
+      reclaimListener(this.name, this.#server)
+    } catch {}
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * The client's side of a listener (lib/rpc/listener-layout.ts): a ticket
+ * holds one slot from claiming it to freeing it, while the client makes its
+ * channels and waits for the server's answer.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+
+import { AbortError, ShmChannelError } from '../errors'
+import { wake, waitAsync } from '../platform/futex'
+import { ownStartTime } from '../platform/liveness'
+import type { Region } from '../platform/region'
+import { openExisting, reclaimIfStale } from '../segment/attach'
+import { END_CLOSED, endLive, readEnd } from '../segment/ends'
+import { storeU64 } from '../segment/words'
+import {
+  CAPACITY_HINT_OFFSET, CODEC_NAME_LENGTH_OFFSET, CODEC_NAME_MAX, CODEC_NAME_OFFSET, SERVER_END_OFFSET, SLOT_ACCEPTED,
+  SLOT_CLAIMED, SLOT_CONNECTION, SLOT_FREE, SLOT_OWNER, SLOT_READY, SLOT_REFUSED, SLOT_START_TIME, SLOT_STATE, W_DOORBELL,
+  LISTENER, checkListener, slotWord
+} from './listener-layout'
+
+/** What a client needs to know of the server, read from the listener header. */
+export interface ServerInfo {
+  pid: number
+  startTime: number
+  /** Channel capacity the server asks clients to create; 0 when it leaves it to them. */
+  capacity: number
+  codec: string
+}
+let nextConnection = Math.floor(Math.random() * 0x100000000)
+
+/**
+ * A client's hold on one slot of a listener, from claiming it to freeing
+ * it. Its connection number is new for each ticket; together with the pid it
+ * names the client's channels, and starting from a random number keeps a
+ * reused pid from meeting a dead process's names.
+ */
+export class Ticket {
+  readonly server: ServerInfo
+  readonly connection: number
+  readonly #region: Region
+  readonly #h: Int32Array
+  readonly #slot: number
+  #freed = false
+
+  private constructor (region: Region, slot: number, server: ServerInfo, connection: number) {
+    this.#region = region
+    this.#h = new Int32Array(region.buffer)
+    this.#slot = slot
+    this.server = server
+    this.connection = connection
+  }
+
+  /**
+   * Takes a free slot of listener `name`, waiting (polling every few ms)
+   * while there is no listener, its server is not live, or every slot is
+   * busy. Rejects with ERR_TIMEOUT at `deadline` (a performance.now() time),
+   * or AbortError.
+   */
+  static async claim (name: string, deadline: number, signal: AbortSignal | undefined, allowForeignOwner?: boolean): Promise<Ticket> {
+    let why = 'no server is listening'
+    for (;;) {
+      if (signal?.aborted === true) throw new AbortError({ cause: signal.reason })
+      const region = openExisting(name, LISTENER, { allowForeignOwner })
+      if (region !== undefined) {
+        let ticket: Ticket | undefined
+        try {
+          const h = new Int32Array(region.buffer)
+          const slots = checkListener(region.buffer)
+          const server = readEnd(h, SERVER_END_OFFSET)
+          if (!endLive(server)) {
+            why = server.state === END_CLOSED ? 'its server closed' : 'its server is not running'
+          } else {
+            const info: ServerInfo = {
+              pid: server.pid,
+              startTime: server.startTime,
+              capacity: h[CAPACITY_HINT_OFFSET >>> 2] >>> 0,
+              codec: Buffer.from(region.buffer, CODEC_NAME_OFFSET, Math.min(CODEC_NAME_MAX, h[CODEC_NAME_LENGTH_OFFSET >>> 2] >>> 0)).toString('utf8')
+            }
+            for (let i = 0; i < slots && ticket === undefined; i++) {
+              if (Atomics.compareExchange(h, slotWord(i, SLOT_OWNER), 0, process.pid) !== 0) continue
+              const connection = nextConnection
+              nextConnection = (nextConnection + 1) >>> 0
+              storeU64(h, slotWord(i, SLOT_START_TIME), ownStartTime)
+              h[slotWord(i, SLOT_CONNECTION)] = connection
+              Atomics.store(h, slotWord(i, SLOT_STATE), SLOT_CLAIMED)
+              ticket = new Ticket(region, i, info, connection)
+            }
+            if (ticket === undefined) why = `all ${slots} of its connection slots stayed busy`
+          }
+        } catch (err) {
+          region.close()
+          throw err
+        }
+        if (ticket !== undefined) return ticket
+        region.close()
+      }
+      if (performance.now() >= deadline) throw new ShmChannelError('ERR_TIMEOUT', `could not connect to ${name}: ${why}`)
+      await sleep(Math.max(1, Math.min(10, deadline - performance.now())), undefined, { signal }).catch((err: unknown) => {
+        throw new AbortError({ cause: (err as Error & { cause?: unknown }).cause ?? signal?.reason })
+      })
+    }
+  }
+
+  /** The channels exist: lets the server take the slot, and rings the doorbell. */
+  ready (): void {
+    Atomics.store(this.#h, slotWord(this.#slot, SLOT_STATE), SLOT_READY)
+    // The add comes after READY is stored: a server that sees the new count
+    // and rescans finds the slot ready.
+    Atomics.add(this.#h, W_DOORBELL, 1)
+    wake(this.#h, W_DOORBELL, 1)
+  }
+
+  /** True while the server that published this listener lives and has not closed. */
+  serverLive (): boolean {
+    return endLive(readEnd(this.#h, SERVER_END_OFFSET))
+  }
+
+  /**
+   * Waits for the server's answer: 'accepted' or 'refused'. At `deadline`,
+   * on abort, or when the server is gone, it withdraws the slot if the
+   * server has not taken it and rejects (ERR_TIMEOUT, AbortError,
+   * ERR_PEER_DEAD, ERR_CHANNEL_CLOSED); once the server has taken it, the
+   * answer comes within moments and is waited for while the server lives.
+   */
+  async answer (deadline: number, signal: AbortSignal | undefined, peerCheckInterval: number): Promise<'accepted' | 'refused'> {
+    const h = this.#h
+    const word = slotWord(this.#slot, SLOT_STATE)
+    for (;;) {
+      const state = Atomics.load(h, word)
+      if (state === SLOT_ACCEPTED) return 'accepted'
+      if (state === SLOT_REFUSED) return 'refused'
+      const server = readEnd(h, SERVER_END_OFFSET)
+      let failure: Error | undefined
+      if (!endLive(server)) {
+        failure = server.state === END_CLOSED
+          ? new ShmChannelError('ERR_CHANNEL_CLOSED', `the server of ${this.#region.name ?? ''} closed before accepting`)
+          : new ShmChannelError('ERR_PEER_DEAD', `the server of ${this.#region.name ?? ''} (pid ${server.pid}) died before accepting`)
+      } else if (signal?.aborted === true) {
+        failure = new AbortError({ cause: signal.reason })
+      } else if (performance.now() >= deadline) {
+        failure = new ShmChannelError('ERR_TIMEOUT', `the server of ${this.#region.name ?? ''} (pid ${server.pid}) did not accept within the connect timeout`)
+      }
+      if (failure !== undefined) {
+        // Withdraw, unless the server is taking the slot right now; a dead
+        // server will never finish, so then give up all the same.
+        const withdrawn = state === SLOT_READY && Atomics.compareExchange(h, word, SLOT_READY, SLOT_CLAIMED) === SLOT_READY
+        if (withdrawn || !endLive(server)) throw failure
+      }
+      const left = deadline - performance.now()
+      const slice = left > 0 ? Math.min(left, peerCheckInterval) : peerCheckInterval
+      try {
+        await waitAsync(h, word, state, { timeout: slice, signal: left > 0 ? signal : undefined })
+      } catch (err) {
+        if ((err as Error).name !== 'AbortError') throw err
+      }
+    }
+  }
+
+  /** Frees the slot (state first, then owner: see the top of this file) and unmaps. Idempotent. */
+  release (): void {
+    if (this.#freed) return
+    this.#freed = true
+    Atomics.store(this.#h, slotWord(this.#slot, SLOT_STATE), SLOT_FREE)
+    Atomics.store(this.#h, slotWord(this.#slot, SLOT_OWNER), 0)
+    this.#region.close()
+  }
+}
+
+/**
+ * Removes listener `name` if the server it names (pid and start time) is no
+ * longer running: the clean-up a client does when it finds its server dead,
+ * so a crashed server leaves nothing behind once its clients noticed.
+ */
+export function reclaimListener (name: string, server: { pid: number, startTime: number }): void {
+  reclaimIfStale(name, LISTENER, (buffer) => {
+    const end = readEnd(new Int32Array(buffer), SERVER_END_OFFSET)
+    // A newer server under the name is not ours to judge.
+    return end.pid === server.pid && end.startTime === server.startTime && !endLive(end)
+  })
+}
