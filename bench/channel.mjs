@@ -23,8 +23,7 @@ if (role === 'stream-consumer') {
   let n = 0
   let start = 0
   for (;;) {
-    let m
-    try { m = consumer.receiveSync() } catch (err) { if (err.code === 'ERR_CHANNEL_CLOSED') break; throw err }
+    try { consumer.receiveSync() } catch (err) { if (err.code === 'ERR_CHANNEL_CLOSED') break; throw err }
     if (n++ === 0) start = performance.now()
   }
   process.send({ n, ms: performance.now() - start })

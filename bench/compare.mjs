@@ -385,7 +385,10 @@ async function main () {
     return a >= b ? { value: a, which: 'unix-write' } : { value: b, which: 'unix-cork' }
   }
   const div = (x, y) => (x === undefined || y === undefined || !(y > 0) ? undefined : x / y)
-  const add = (name, value, target, ok, unit = '×') => (value = Number.isFinite(value) ? value : undefined, ratios.push({ name, value, unit, target, met: ok === undefined || value === undefined ? undefined : ok(value) }))
+  const add = (name, value, target, ok, unit = '×') => {
+    const finite = Number.isFinite(value) ? value : undefined
+    ratios.push({ name, value: finite, unit, target, met: ok === undefined || finite === undefined ? undefined : ok(finite) })
+  }
   for (const id of ['shm-simple', 'shm-batch-adaptive', 'shm-batch-spin', 'shm-batch-block']) {
     const label = p.tput.find((r) => r.id === id).label.replace('shm-channel bytes, ', '')
     add(`64 B msg/s, ${label}`, tp(id, 64, 'msgPerSec') / 1e6, '≥ 10 M msg/s', (v) => v >= 10, 'M msg/s')

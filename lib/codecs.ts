@@ -8,6 +8,8 @@
  */
 import v8 from 'node:v8'
 
+import { invalidType, invalidValue } from './errors'
+
 export interface Codec<T> {
   readonly name: string
   encode (value: T): Uint8Array | string
@@ -20,7 +22,7 @@ export interface Codec<T> {
 export const bytes: Codec<Uint8Array> = {
   name: 'bytes',
   encode (value) {
-    if (!(value instanceof Uint8Array)) throw new TypeError(`the bytes codec sends Uint8Array or Buffer values, got ${typeof value}`)
+    if (!(value instanceof Uint8Array)) throw invalidType('value', 'a Uint8Array or Buffer (the bytes codec)', value)
     return value
   },
   decode (data) { return Buffer.from(data) },
@@ -37,7 +39,7 @@ export const bytes: Codec<Uint8Array> = {
 export const utf8: Codec<string> = {
   name: 'utf8',
   encode (value) {
-    if (typeof value !== 'string') throw new TypeError(`the utf8 codec sends strings, got ${typeof value}`)
+    if (typeof value !== 'string') throw invalidType('value', 'a string (the utf8 codec)', value)
     return value
   },
   decode (data) { return data.toString('utf8') },
@@ -49,7 +51,7 @@ export const json: Codec<unknown> = {
   name: 'json',
   encode (value) {
     const text = JSON.stringify(value)
-    if (text === undefined) throw new TypeError(`the json codec cannot send ${typeof value}`)
+    if (text === undefined) throw invalidValue('value', `cannot be sent by the json codec: ${typeof value} has no JSON form`)
     return text
   },
   decode (data) { return JSON.parse(data.toString('utf8')) },
@@ -74,12 +76,12 @@ export function resolveCodec<T> (codec: Codec<T> | CodecName | undefined): Codec
   if (typeof codec === 'string') {
     const found = (codecs as Record<string, Codec<unknown>>)[codec]
     if (found === undefined) {
-      throw Object.assign(new TypeError(`"codec" must be one of ${Object.keys(codecs).join(', ')} or an object with encode and decode, got ${JSON.stringify(codec)}`), { code: 'ERR_INVALID_ARG_VALUE' })
+      throw invalidValue('codec', `must be one of ${Object.keys(codecs).join(', ')} or an object with encode and decode, got ${JSON.stringify(codec)}`)
     }
     return found as Codec<T>
   }
   if (typeof codec !== 'object' || codec === null || typeof codec.encode !== 'function' || typeof codec.decode !== 'function') {
-    throw Object.assign(new TypeError('"codec" must be a codec name or an object with encode and decode functions'), { code: 'ERR_INVALID_ARG_TYPE' })
+    throw invalidType('codec', 'a codec name or an object with encode and decode functions', codec)
   }
   return codec
 }

@@ -8,7 +8,7 @@
 export type ErrorCode =
   /** The channel or end was closed (by this process, or the peer closed a direction that needs it). */
   | 'ERR_CHANNEL_CLOSED'
-  /** The region was closed; its buffer no longer reaches the shared object. */
+  /** No longer thrown (nothing checks a closed region any more); kept so code matching on it still compiles. */
   | 'ERR_REGION_CLOSED'
   /** The other end's process died without closing. */
   | 'ERR_PEER_DEAD'

@@ -17,8 +17,9 @@ import path from 'node:path'
 import t from 'tap'
 
 import { Consumer, Producer, Region, connect } from '../lib/index'
-import { forkAsUser, Peer } from './helpers'
-import { ChannelPeer, channelName, closeAtEnd, leavesNothingInDevShm, rejection, shmExists, thrown, unlinkIfPresent } from './support/channel-helpers'
+import { forkAsUser, Peer } from './support/peers'
+import { ChannelPeer, rejection, thrown } from './support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, unlinkIfPresent } from './support/shm'
 import { RpcPeer } from './support/rpc-peer'
 
 const shmFile = (name: string): string => path.join('/dev/shm', name.replace(/^\//, ''))

@@ -33,7 +33,7 @@ export async function a (spec, ctx) {
   while (trips.start()) {
     ping.set(pl[trips.seq() & 15])
     Atomics.store(words, PING, ++seq)
-    while (Atomics.load(words, PONG) !== seq) {}
+    while (Atomics.load(words, PONG) !== seq) ;
     trips.done(spec.size, spec.size > 0 ? pong[0] : 0)
   }
   Atomics.store(words, STOP, 1)
@@ -52,7 +52,7 @@ export async function b (spec, ctx) {
   const pong = new Uint8Array(region.buffer, AREA + area, spec.size)
   ctx.send({ type: 'ready' })
   for (let seq = 1; ; seq++) {
-    while (Atomics.load(words, PING) !== seq) {}
+    while (Atomics.load(words, PING) !== seq) ;
     if (Atomics.load(words, STOP) !== 0) break
     pong.set(ping)
     Atomics.store(words, PONG, seq)

@@ -7,7 +7,6 @@ import crypto from 'node:crypto'
 import { Producer, Consumer, Region } from 'shm-channel'
 import { Receiver, Trips, firstOf, makePayloads, now, sleepSync, sleep } from './common.mjs'
 
-
 /** Ring size: the 1 MiB default, or larger so that a message is never fragmented (a record is at most a quarter of the ring). */
 export function capacityFor (size) {
   let cap = 1 << 20

@@ -4,7 +4,6 @@
 // ("cork": socket.cork(), up to 64 KiB of frames, socket.uncork(): one
 // writev). The reader parses frames from the byte stream.
 import { Buffer } from 'node:buffer'
-import crypto from 'node:crypto'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'

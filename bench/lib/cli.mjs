@@ -1,7 +1,12 @@
 // Command-line options shared by the benches.
 import { parseArgs } from 'node:util'
 
-/** Parses process.argv with node:util parseArgs; `--help` prints `usage` and exits. */
+/**
+ * Parses process.argv with node:util parseArgs; `--help` prints `usage` and exits.
+ * @param {string} usage
+ * @param {import('node:util').ParseArgsConfig['options']} options
+ * @returns {{ values: Record<string, any>, positionals: string[] }}
+ */
 export function parseOptions (usage, options) {
   const { values, positionals } = parseArgs({
     options: { ...options, help: { type: 'boolean', short: 'h' } },

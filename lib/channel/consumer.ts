@@ -9,7 +9,7 @@ import { checkName } from '../platform/region'
 import { checkInteger, checkTimeout } from '../options'
 import { linkSignals } from '../segment/signals'
 import { waitAsync, waitSync, type WaitSettings, type WaitSpec } from '../segment/wait'
-import { bufferEnd, openEnd, type End } from './end'
+import { adopt, bufferEnd, openEnd, type End } from './end'
 import { checkMaxMessageSize, settings, type ConsumerOptions, type WaitOptions } from './options'
 import { ASSEMBLED, NONE, RingConsumer, RingProducer } from './ring'
 import { checkBuffer } from './segment'
@@ -33,10 +33,10 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
   #receiving: Promise<unknown> | undefined
   readonly #spec: WaitSpec
 
-  private constructor (end: End, buffer: SharedArrayBuffer, options: ConsumerOptions<T>) {
+  private constructor (end: End, options: ConsumerOptions<T>) {
     this.#end = end
     const max = checkMaxMessageSize(options.maxMessageSize)
-    this.#ring = new RingConsumer(buffer, max)
+    this.#ring = new RingConsumer(end.buffer, max)
     this.#codec = resolveCodec(options.codec)
     this.#settings = settings(options)
     this.#releaseBatch = this.#ring.capacity / 4
@@ -58,7 +58,8 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     settings(options)
     resolveCodec(options.codec)
     checkMaxMessageSize(options.maxMessageSize)
-    return Consumer.#adopt(openEnd(name, 'consumer', options), options)
+    const end = openEnd(name, 'consumer', options)
+    return adopt(end, () => new Consumer<T>(end, options))
   }
 
   /** The consumer end of a channel in a SharedArrayBuffer from `createChannelBuffer`. */
@@ -67,20 +68,8 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     settings(options)
     resolveCodec(options.codec)
     checkMaxMessageSize(options.maxMessageSize)
-    return Consumer.#adopt(bufferEnd(buffer, 'consumer'), options)
-  }
-
-  /** Wraps a freshly taken end; the end is closed if that fails, and when the consumer is collected unclosed. */
-  static #adopt<T> (end: End, options: ConsumerOptions<T>): Consumer<T> {
-    let consumer: Consumer<T>
-    try {
-      consumer = new Consumer<T>(end, end.buffer, options)
-    } catch (err) {
-      end.close()
-      throw err
-    }
-    end.closeWhenCollected(consumer)
-    return consumer
+    const end = bufferEnd(buffer, 'consumer')
+    return adopt(end, () => new Consumer<T>(end, options))
   }
 
   get name (): string | undefined { return this.#end.name }

@@ -90,6 +90,23 @@ export function bufferEnd (buffer: SharedArrayBuffer, role: Role): End {
 }
 
 /**
+ * Wraps a freshly taken end in its holder (a Producer or Consumer): the end
+ * is closed if making the holder fails, and when the holder is
+ * garbage-collected without having closed it.
+ */
+export function adopt<H extends object> (end: End, make: () => H): H {
+  let holder: H
+  try {
+    holder = make()
+  } catch (err) {
+    end.close()
+    throw err
+  }
+  end.closeWhenCollected(holder)
+  return holder
+}
+
+/**
  * Ends whose holder (a Producer or Consumer) was garbage-collected without
  * close(): closed then, so the peer sees a close instead of an end held by a
  * live process forever.

@@ -9,7 +9,7 @@ import { checkName } from '../platform/region'
 import { checkInteger, checkTimeout } from '../options'
 import { linkSignals } from '../segment/signals'
 import { waitAsync, waitSync, type WaitSettings, type WaitSpec } from '../segment/wait'
-import { bufferEnd, openEnd, type End } from './end'
+import { adopt, bufferEnd, openEnd, type End } from './end'
 import * as L from './layout'
 import { settings, type ChannelOptions, type WaitOptions } from './options'
 import { RingConsumer, RingProducer } from './ring'
@@ -47,9 +47,9 @@ export class Producer<T = unknown> {
   #needed = 0
   readonly #spec: WaitSpec
 
-  private constructor (end: End, buffer: SharedArrayBuffer, options: ChannelOptions<T>) {
+  private constructor (end: End, options: ChannelOptions<T>) {
     this.#end = end
-    this.#ring = new RingProducer(buffer)
+    this.#ring = new RingProducer(end.buffer)
     this.#codec = resolveCodec(options.codec)
     this.#settings = settings(options)
     this.#spec = {
@@ -69,7 +69,8 @@ export class Producer<T = unknown> {
     checkName(name)
     settings(options)
     resolveCodec(options.codec)
-    return Producer.#adopt(openEnd(name, 'producer', options), options)
+    const end = openEnd(name, 'producer', options)
+    return adopt(end, () => new Producer<T>(end, options))
   }
 
   /** The producer end of a channel in a SharedArrayBuffer from `createChannelBuffer`. */
@@ -77,20 +78,8 @@ export class Producer<T = unknown> {
     checkBuffer(buffer)
     settings(options)
     resolveCodec(options.codec)
-    return Producer.#adopt(bufferEnd(buffer, 'producer'), options)
-  }
-
-  /** Wraps a freshly taken end; the end is closed if that fails, and when the producer is collected unclosed. */
-  static #adopt<T> (end: End, options: ChannelOptions<T>): Producer<T> {
-    let producer: Producer<T>
-    try {
-      producer = new Producer<T>(end, end.buffer, options)
-    } catch (err) {
-      end.close()
-      throw err
-    }
-    end.closeWhenCollected(producer)
-    return producer
+    const end = bufferEnd(buffer, 'producer')
+    return adopt(end, () => new Producer<T>(end, options))
   }
 
   /** The channel's name, for channels opened by name. */
@@ -306,10 +295,10 @@ export class Producer<T = unknown> {
           await waitAsync(this.#spec, left, link?.signal ?? this.#closer.signal)
         } catch (err) {
           if (this.#end.closed) throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this producer is closed')
-          if ((err as ShmChannelError).code === 'ERR_TIMEOUT') err = new ShmChannelError('ERR_TIMEOUT', `send timed out after ${head.timeout} ms`)
-          if ((err as ShmChannelError).code === 'ERR_PEER_DEAD') throw err
+          const code = (err as ShmChannelError).code
+          if (code === 'ERR_PEER_DEAD') throw err
           queue.shift()
-          head.reject(err)
+          head.reject(code === 'ERR_TIMEOUT' ? new ShmChannelError('ERR_TIMEOUT', `send timed out after ${head.timeout} ms`) : err)
         } finally {
           link?.unlink()
         }

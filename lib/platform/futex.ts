@@ -114,4 +114,3 @@ class PooledWaiter {
     else this.#native.close()
   }
 }
-

@@ -68,7 +68,6 @@ interface Common {
   channel: DuplexOptions<Uint8Array>
 }
 
-
 /** Checks what both sides take, so a bad option fails at serve()/connect() and not at the first client. */
 export function common (options: ConnectionOptions<unknown, unknown>): Common {
   const codec = resolveCodec(options.codec as Codec<unknown> | CodecName | undefined)

@@ -7,10 +7,9 @@
 import t from 'tap'
 
 import { Consumer } from '../../lib/index'
-import {
-  ChannelPeer, channelName, closeAtEnd, consumeStream, leavesNothingInDevShm, perfectReport, shmExists,
-  type ProduceReport, type StreamSpec
-} from '../support/channel-helpers'
+import { consumeStream, perfectReport, type ProduceReport, type StreamSpec } from '../support/channel-helpers'
+import { ChannelPeer } from '../support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists } from '../support/shm'
 
 const KiB = 1024
 const MiB = 1024 * KiB

@@ -8,10 +8,9 @@
 import t from 'tap'
 
 import { Consumer, DEFAULT_CAPACITY, Producer, createChannelBuffer, type WaitStrategy } from '../../lib/index'
-import {
-  ChannelPeer, StreamVerifier, channelName, closeAtEnd, consumeStream, leavesNothingInDevShm,
-  makeMessage, perfectReport, produceStream, rejection, shmExists, thrown, unlinkIfPresent, within, type StreamReport, type StreamSpec
-} from '../support/channel-helpers'
+import { StreamVerifier, consumeStream, makeMessage, perfectReport, produceStream, type StreamReport, type StreamSpec } from '../support/channel-helpers'
+import { ChannelPeer, rejection, thrown, within } from '../support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, unlinkIfPresent } from '../support/shm'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -428,6 +427,7 @@ t.test('zero-copy and batching across processes', async (t) => {
     producer.commit(5)
     const empty = producer.claim(0)
     t.equal(empty!.length, 0)
+    t.throws(() => { producer.commit(1) }, { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }, 'a commit longer than the claim')
     producer.commit()
     t.same((await peer.call<Array<{ value: Buffer }>>('receiveTyped', 3)).map((r) => r.value.toString()), ['whole', 'short', ''])
     t.equal(await peer.call('tryReceive'), undefined, 'nothing of the discarded claims')

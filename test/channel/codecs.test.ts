@@ -7,9 +7,9 @@
 import t, { type Test } from 'tap'
 
 import { Consumer, Producer, codecs } from '../../lib/index'
-import {
-  ChannelPeer, channelName, closeAtEnd, leavesNothingInDevShm, pickyCodec, pointCodec, rejection, thrown, type Point
-} from '../support/channel-helpers'
+import { pickyCodec, pointCodec, type Point } from '../support/channel-helpers'
+import { ChannelPeer, rejection, thrown } from '../support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm } from '../support/shm'
 
 const KiB = 1024
 
@@ -201,9 +201,9 @@ t.test('a value the codec cannot encode fails that send; nothing of it is sent a
   const name = channelName()
   const bytes = closeAtEnd(t, Producer.open<unknown>(name, { codec: 'bytes' }))
   await peer.call('openConsumer', name, { codec: 'bytes' })
-  t.equal((await rejection(bytes.send('not bytes'))).name, 'TypeError')
-  t.throws(() => bytes.trySend(42), TypeError)
-  t.throws(() => { bytes.sendSync({}) }, TypeError)
+  t.match(await rejection(bytes.send('not bytes')), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => bytes.trySend(42), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => { bytes.sendSync({}) }, { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' })
   await bytes.send(Buffer.from('bytes'))
   t.same((await peer.call<Typed>('receiveTyped', 1)).map((r) => r.value), [Buffer.from('bytes')])
   bytes.close()
@@ -212,14 +212,21 @@ t.test('a value the codec cannot encode fails that send; nothing of it is sent a
   const other = channelName()
   const json = closeAtEnd(t, Producer.open<unknown>(other, { codec: codecs.json }))
   await peer.call('openConsumer', other)
-  t.equal((await rejection(json.send(undefined))).name, 'TypeError')
-  t.equal((await rejection(json.send(() => {}))).name, 'TypeError')
+  t.match(await rejection(json.send(undefined)), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
+  t.match(await rejection(json.send(() => {})), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
   const cyclic: { self?: unknown } = {}
   cyclic.self = cyclic
   t.equal((await rejection(json.send(cyclic))).name, 'TypeError')
   await json.send({ fine: true })
   t.same(await peer.call('receive', 1), [{ fine: true }])
   json.close()
+  await peer.call('closeConsumer')
+
+  const third = channelName()
+  const broken = closeAtEnd(t, Producer.open<unknown>(third, { codec: { name: 'broken', encode: () => 42 as unknown as Uint8Array, decode: () => 0 } }))
+  await peer.call('openConsumer', third)
+  t.throws(() => broken.trySend('anything'), { name: 'TypeError', code: 'ERR_INVALID_RETURN_VALUE' }, 'a codec that returns neither a string nor bytes')
+  broken.close()
   await peer.call('closeConsumer')
 })
 

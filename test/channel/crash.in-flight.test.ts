@@ -13,10 +13,9 @@ import { Consumer, Producer, Region } from '../../lib/index'
 import * as L from '../../lib/channel/layout'
 import { processStartTime } from '../../lib/platform/liveness'
 import { initSegment } from '../../lib/channel/segment'
-import {
-  ChannelPeer, StreamVerifier, channelName, closeAtEnd, leavesNothingInDevShm, perfectReport,
-  shmExists, thrown, unlinkIfPresent, within
-} from '../support/channel-helpers'
+import { StreamVerifier, perfectReport } from '../support/channel-helpers'
+import { ChannelPeer, thrown, within } from '../support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, unlinkIfPresent, untilParked } from '../support/shm'
 import { Prng, seedsFromEnv } from '../support/prng'
 
 const KiB = 1024
@@ -137,8 +136,7 @@ t.test('a process killed while parked in a futex wait leaves nothing that blocks
     await peer.call('openConsumer', name, { codec: 'bytes', wait: 'block' })
     void peer.call('parkInReceiveSync').catch(() => {})
     await peer.event('parking')
-    const deadline = Date.now() + 5000
-    while (endSlot(name, 'consumer').parked === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2))
+    await untilParked(name, 'consumer')
     t.equal(endSlot(name, 'consumer').parked, 1, 'the consumer is parked')
     await peer.kill()
     t.equal(endSlot(name, 'consumer').parked, 1, 'and its parked flag outlives it')
@@ -162,8 +160,7 @@ t.test('a process killed while parked in a futex wait leaves nothing that blocks
     await peer.call('openProducer', name, { codec: 'bytes', wait: 'block' })
     void peer.call('parkInSendSync', 200).catch(() => {})
     await peer.event('parking')
-    const deadline = Date.now() + 5000
-    while (endSlot(name, 'producer').parked === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2))
+    await untilParked(name, 'producer')
     t.equal(endSlot(name, 'producer').parked, 1, 'the producer is parked')
     await peer.kill()
     let received = 0

@@ -9,10 +9,9 @@
 import t from 'tap'
 
 import { Consumer, Producer, Region } from '../../lib/index'
-import {
-  ChannelPeer, StreamVerifier, channelName, closeAtEnd, leavesNothingInDevShm, makeMessage, perfectReport,
-  rejection, shmExists, thrown, unlinkIfPresent, within, type StreamSpec
-} from '../support/channel-helpers'
+import { StreamVerifier, makeMessage, perfectReport, type StreamSpec } from '../support/channel-helpers'
+import { ChannelPeer, rejection, thrown, within } from '../support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, untilParked, unlinkIfPresent } from '../support/shm'
 import { Prng } from '../support/prng'
 
 const KiB = 1024
@@ -62,7 +61,7 @@ t.test('the producer dies: the consumer gets what was sent, then ERR_PEER_DEAD',
     t.equal(await consumer.receive(), 'last words')
     let killedAt = 0
     const waiting = rejectionAfter(() => killedAt, consumer.receive())
-    await new Promise((resolve) => setTimeout(resolve, 300)) // parked, past a liveness check
+    await untilParked(name, 'consumer')
     killedAt = performance.now()
     await peer.kill()
     const { code, ms } = await waiting
@@ -79,7 +78,7 @@ t.test('the producer dies: the consumer gets what was sent, then ERR_PEER_DEAD',
     await producer.call('send', ['one', 'two'])
     let killedAt = 0
     const blocked = rejectionAfter(() => killedAt, consumer.call('receiveSync', 3, { timeout: 30_000 }))
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    await untilParked(name, 'consumer')
     killedAt = performance.now()
     await producer.kill()
     const { code, ms } = await blocked
@@ -105,7 +104,11 @@ t.test('a dead peer is noticed under every wait strategy', async (t) => {
       let killedAt = 0
       const receiving = rejectionAfter(() => killedAt, consumer.receive())
       const sending = rejectionAfter(() => killedAt, producer.send('fill'))
-      await new Promise((resolve) => setTimeout(resolve, 300))
+      if (wait !== 'spin') {
+        // A spinning end raises no flag: its wait began within the call above.
+        await untilParked(toHere, 'consumer')
+        await untilParked(fromHere, 'producer')
+      }
       killedAt = performance.now()
       await Promise.all([producerPeer.kill(), consumerPeer.kill()])
       for (const [what, outcome] of [['receive', await receiving], ['send', await sending]] as const) {
@@ -121,15 +124,22 @@ t.test('a dead peer is noticed under every wait strategy', async (t) => {
 
 t.test('a survivor polling with timeouts shorter than the peer check still learns of the death', async (t) => {
   /** Calls `attempt` until it fails with something other than ERR_TIMEOUT; that code, and how long after the kill. */
-  async function pollUntilNotTimeout (killedAt: () => number, attempt: () => Promise<unknown>): Promise<{ code?: string, ms: number }> {
-    for (;;) {
-      try {
-        await attempt()
-      } catch (err) {
-        const code = (err as { code?: string }).code
-        if (code !== 'ERR_TIMEOUT' || (killedAt() > 0 && performance.now() - killedAt() > 10_000)) return { code, ms: performance.now() - killedAt() }
+  /** Calls `attempt` until it fails with something other than ERR_TIMEOUT; that code, and how long after the kill. `timedOut` resolves at the first ERR_TIMEOUT. */
+  function pollUntilNotTimeout (killedAt: () => number, attempt: () => Promise<unknown>): { outcome: Promise<{ code?: string, ms: number }>, timedOut: Promise<void> } {
+    let firstTimeout = (): void => {}
+    const timedOut = new Promise<void>((resolve) => { firstTimeout = resolve })
+    return { outcome: poll(), timedOut }
+    async function poll (): Promise<{ code?: string, ms: number }> {
+      for (;;) {
+        try {
+          await attempt()
+        } catch (err) {
+          const code = (err as { code?: string }).code
+          if (code === 'ERR_TIMEOUT') firstTimeout()
+          if (code !== 'ERR_TIMEOUT' || (killedAt() > 0 && performance.now() - killedAt() > 10_000)) return { code, ms: performance.now() - killedAt() }
+        }
+        await new Promise((resolve) => setImmediate(resolve)) // a blocking attempt leaves the loop no other turn
       }
-      await new Promise((resolve) => setImmediate(resolve)) // a blocking attempt leaves the loop no other turn
     }
   }
 
@@ -143,10 +153,10 @@ t.test('a survivor polling with timeouts shorter than the peer check still learn
       const polling = pollUntilNotTimeout(() => killedAt, how === 'receive'
         ? async () => await consumer.receive({ timeout: 100 })
         : async () => consumer.receiveSync({ timeout: 50 }))
-      await new Promise((resolve) => setTimeout(resolve, 300))
+      await polling.timedOut // polling for real: one attempt has run out its timeout
       killedAt = performance.now()
       await peer.kill()
-      const { code, ms } = await polling
+      const { code, ms } = await polling.outcome
       t.equal(code, 'ERR_PEER_DEAD', how)
       t.ok(ms < DETECTION_BOUND, `${how}: noticed ${Math.round(ms)} ms after the kill`)
       consumer.close()
@@ -161,10 +171,10 @@ t.test('a survivor polling with timeouts shorter than the peer check still learn
     while (producer.trySend('fill')) ;
     let killedAt = 0
     const polling = pollUntilNotTimeout(() => killedAt, async () => { await producer.send('fill', { timeout: 100 }) })
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    await polling.timedOut // polling for real: one attempt has run out its timeout
     killedAt = performance.now()
     await peer.kill()
-    const { code, ms } = await polling
+    const { code, ms } = await polling.outcome
     t.equal(code, 'ERR_PEER_DEAD')
     t.ok(ms < DETECTION_BOUND, `noticed ${Math.round(ms)} ms after the kill`)
     producer.close()
@@ -234,7 +244,7 @@ t.test('the consumer dies: a producer waiting for room gets ERR_PEER_DEAD', asyn
     while (producer.trySend('fill')) ;
     let killedAt = 0
     const waiting = [producer.send('waits'), producer.send('queued')].map((p) => rejectionAfter(() => killedAt, p))
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    await untilParked(name, 'producer')
     killedAt = performance.now()
     await peer.kill()
     const outcomes = await Promise.all(waiting)
@@ -253,7 +263,7 @@ t.test('the consumer dies: a producer waiting for room gets ERR_PEER_DEAD', asyn
     let killedAt = 0
     const blocked = rejectionAfter(() => killedAt, producer.call('fillThenSend', 'fill', 'sendSync'))
     t.ok(await producer.event<number>('full') > 0)
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    await untilParked(name, 'producer')
     killedAt = performance.now()
     await consumer.kill()
     const { code, ms } = await blocked

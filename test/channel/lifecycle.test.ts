@@ -8,9 +8,9 @@
 import t from 'tap'
 
 import { Consumer, Producer } from '../../lib/index'
-import {
-  ChannelPeer, channelName, closeAtEnd, leavesNothingInDevShm, makeMessage, rejection, shmExists, thrown, within
-} from '../support/channel-helpers'
+import { makeMessage } from '../support/channel-helpers'
+import { ChannelPeer, rejection, thrown, within } from '../support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, untilParked } from '../support/shm'
 
 const KiB = 1024
 
@@ -53,7 +53,7 @@ t.test('when the producer closes, the consumer drains everything sent, then sees
       await producer.send('before the close')
       t.same(await peer.call(method, 1), ['before the close'])
       const waiting = rejection(peer.call(method, 1))
-      await new Promise((resolve) => setTimeout(resolve, 100)) // let it start waiting
+      await untilParked(name, 'consumer')
       producer.close()
       t.equal((await within(5000, waiting, method)).code, 'ERR_CHANNEL_CLOSED', method)
       await peer.call('closeConsumer')
@@ -98,7 +98,7 @@ t.test('when the consumer closes, the producer\'s sends fail with ERR_CHANNEL_CL
     await peer.call('openConsumer', name, { codec: 'utf8' })
     while (producer.trySend('fill')) ;
     const waiting = [producer.send('waits'), producer.send('queued behind it'), producer.send('and another')].map(rejection)
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await untilParked(name, 'producer')
     await peer.call('closeConsumer')
     const errors = await within(5000, Promise.all(waiting), 'the waiting sends')
     t.same(errors.map((e) => e.code), ['ERR_CHANNEL_CLOSED', 'ERR_CHANNEL_CLOSED', 'ERR_CHANNEL_CLOSED'])
@@ -111,7 +111,7 @@ t.test('when the consumer closes, the producer\'s sends fail with ERR_CHANNEL_CL
       await peer.call('openProducer', name)
       const blocked = rejection(peer.call('fillThenSend', 'fill', how))
       t.ok(await peer.event<number>('full') > 0)
-      await new Promise((resolve) => setTimeout(resolve, 100)) // let it start waiting
+      await untilParked(name, 'producer')
       consumer.close()
       t.equal((await within(5000, blocked, how)).code, 'ERR_CHANNEL_CLOSED', how)
       await peer.call('closeProducer')

@@ -11,7 +11,8 @@ import { spawn, spawnSync } from 'node:child_process'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 
-import { ChannelPeer, leavesNothingInDevShm } from '../support/channel-helpers'
+import { ChannelPeer } from '../support/peers'
+import { leavesNothingInDevShm } from '../support/shm'
 
 const MiB = 1024 * 1024
 const COUNT = Number(process.env.REL_CHURN ?? 10_000)

@@ -155,7 +155,6 @@ t.test('a message larger than a record travels as fragments', async (t) => {
     t.equal(ring.consumer.read(), null, 'the consumer has no whole message yet')
     t.equal(consumerPosition(ring), producerPosition(ring), 'but hands back every fragment it copied out')
 
-
     const { data, turns, errors } = sendInTurns(ring, message, first)
     t.same(errors, [])
     t.ok(turns >= 3, `the rest took ${turns} more turns`)

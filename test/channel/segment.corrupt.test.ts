@@ -23,9 +23,9 @@ import t from 'tap'
 import { Consumer, Producer, Region, ShmChannelError, createChannelBuffer } from '../../lib/index'
 import * as L from '../../lib/channel/layout'
 import { initSegment } from '../../lib/channel/segment'
-import {
-  ChannelPeer, channelName, closeAtEnd, leavesNothingInDevShm, makeMessage, thrown, unlinkIfPresent, within
-} from '../support/channel-helpers'
+import { makeMessage } from '../support/channel-helpers'
+import { ChannelPeer, thrown, within } from '../support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm, unlinkIfPresent } from '../support/shm'
 import { Prng, seedsFromEnv } from '../support/prng'
 
 const KiB = 1024

@@ -10,10 +10,9 @@ import { Worker } from 'node:worker_threads'
 import t, { type Test } from 'tap'
 
 import { Consumer, Producer, createChannelBuffer } from '../../lib/index'
-import {
-  ChannelPeer, channelName, consumeStream, leavesNothingInDevShm, perfectReport, produceStream, rejection, runChannelWorker, thrown, within,
-  type ProduceReport, type StreamReport, type StreamSpec
-} from '../support/channel-helpers'
+import { consumeStream, perfectReport, produceStream, runChannelWorker, type ProduceReport, type StreamReport, type StreamSpec } from '../support/channel-helpers'
+import { ChannelPeer, rejection, thrown, within } from '../support/peers'
+import { channelName, leavesNothingInDevShm, untilParked } from '../support/shm'
 
 /** A worker holding one end (test/fixtures/channel-worker-hold.ts), once it is ready. */
 async function holdingWorker (t: Test, job: Record<string, unknown>): Promise<Worker> {
@@ -62,7 +61,7 @@ t.test('closing the consumer here releases a producer blocked in sendSync in a w
   const produced = rejection(runChannelWorker(t, { buffer, role: 'producer', spec: stream, blocking: true }))
   const report = await consumeStream(consumer, { ...stream, count: 1000 })
   t.same(report, perfectReport(1000, report.bytes), 'the first thousand arrived')
-  await new Promise((resolve) => setTimeout(resolve, 100)) // the worker fills the ring and blocks
+  await untilParked(buffer, 'producer') // the worker filled the ring and blocks in sendSync
   consumer.close()
   t.equal((await within(5000, produced, 'the worker\'s sendSync')).code, 'ERR_CHANNEL_CLOSED')
 })
@@ -73,7 +72,7 @@ t.test('a worker thread that ends holding its end: the peer sees ERR_PEER_DEAD, 
       const buffer = createChannelBuffer(4096)
       const producer = Producer.fromBuffer<string>(buffer, { codec: 'utf8', peerCheckInterval: 20 })
       const worker = await holdingWorker(t, { role: 'consumer', buffer, end: how })
-      while (producer.trySend('fill')) {}
+      while (producer.trySend('fill')) ;
       const waiting = rejection(producer.send('no room'))
       if (how === 'terminate') await worker.terminate()
       else await once(worker, 'exit')

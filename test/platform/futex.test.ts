@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 
 import { Region, futex } from '../../lib/index'
-import { Peer, closeAtEnd, leavesNothingInDevShm, settledFlag, shmName, wakeUntilWoken } from '../helpers'
+import { Peer, settledFlag, wakeUntilWoken } from '../support/peers'
+import { closeAtEnd, leavesNothingInDevShm, shmName } from '../support/shm'
 
 const PAGE = 4096
 

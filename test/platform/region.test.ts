@@ -11,10 +11,8 @@ import { Worker } from 'node:worker_threads'
 import t, { type Test } from 'tap'
 
 import { MAX_REGION_SIZE, Region, ShmChannelError } from '../../lib/index'
-import {
-  Peer, SHM_PREFIX, closeAtEnd, forkAsUser, leavesNothingInDevShm,
-  mappingsOf, shmName, tempDir, unlinkIfPresent
-} from '../helpers'
+import { Peer, forkAsUser } from '../support/peers'
+import { SHM_PREFIX, closeAtEnd, leavesNothingInDevShm, mappingsOf, shmName, tempDir, unlinkIfPresent } from '../support/shm'
 
 const { EACCES, EEXIST, ELOOP, ENOENT, ENOSPC } = os.constants.errno
 const PAGE = 4096

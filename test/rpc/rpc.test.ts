@@ -6,10 +6,12 @@
  * refusing, reclaiming), and no /dev/shm leftovers.
  * The other processes run test/fixtures/rpc-server.ts and rpc-client.ts.
  */
+import { once } from 'node:events'
 import t, { type Test } from 'tap'
 
 import { RemoteError, ShmChannelError, connect, serve, type Client, type Server } from '../../lib/index'
 import { makeHandler, type Op, type Stats } from '../fixtures/rpc-handler'
+import { settledFlag } from '../support/peers'
 import { RpcPeer, leavesNothingInDevShm, rejection, serviceLeftovers, serviceName, shmLeftovers, until, within } from '../support/rpc-peer'
 
 /** Generous: the machine running the tests may be loaded. */
@@ -97,7 +99,8 @@ t.test('timeouts and cancellation leave nothing stale', async (t) => {
     const late = await rejection(c.request({ op: 'spin', ms: 300, value: 'stale' }, { timeout: 30 }))
     t.equal(late.code, 'ERR_TIMEOUT')
     t.equal(c.pending, 0, 'the pending map is clean at once')
-    await new Promise((resolve) => setTimeout(resolve, 500)) // the stale reply is in the ring now
+    // The server answers this only once the spin is over: its stale reply is written by then.
+    await server.call('stats')
     t.same(await c.request({ op: 'echo', value: 'fresh' }), 'fresh', 'the next request gets its own answer, not the stale one')
     t.equal(c.pending, 0)
   })
@@ -166,6 +169,95 @@ t.test('SIGKILL of the server: pending requests fail with ERR_PEER_DEAD, and its
   t.same(serviceLeftovers(name), [], 'the client removed the listener and its channels')
 })
 
+t.test('a client with nothing in flight learns that its server is gone: a \'close\' event', async (t) => {
+  t.test('the server is SIGKILLed: close with ERR_PEER_DEAD, and the names are reclaimed', async (t) => {
+    const { name, server } = await remoteServer(t)
+    const c = await client(t, name, { peerCheckInterval: 50 })
+    t.same(await c.request({ op: 'echo', value: 1 }), 1)
+    t.equal(c.pending, 0, 'nothing in flight')
+    const closed = once(c, 'close')
+    await server.kill('SIGKILL')
+    const [error] = await within(SETTLE_MS, closed, 'the close event')
+    t.equal((error as { code?: string }).code, 'ERR_PEER_DEAD')
+    t.equal((await rejection(c.request({ op: 'echo', value: 2 }))).code, 'ERR_PEER_DEAD', 'later requests fail the same way')
+    await until(() => serviceLeftovers(name).length === 0, SETTLE_MS, 'the names being reclaimed')
+    t.pass('the client removed the listener and its channels')
+  })
+
+  t.test('the server closes: close with ERR_CHANNEL_CLOSED; closing the client after emits nothing more', async (t) => {
+    const name = serviceName()
+    const server = localServer(t, name, { handled: 0, cancelled: 0 })
+    const c = await client(t, name, { peerCheckInterval: 50 })
+    t.same(await c.request({ op: 'echo', value: 1 }), 1)
+    const events: unknown[] = []
+    c.on('close', (error) => { events.push((error as { code?: string } | undefined)?.code) })
+    const closed = once(c, 'close')
+    server.close()
+    await within(SETTLE_MS, closed, 'the close event')
+    c.close()
+    t.same(events, ['ERR_CHANNEL_CLOSED'])
+  })
+
+  t.test('close() emits close with no error', async (t) => {
+    const name = serviceName()
+    localServer(t, name, { handled: 0, cancelled: 0 })
+    const c = await client(t, name)
+    const closed = once(c, 'close')
+    c.close()
+    t.same(await closed, [undefined])
+  })
+})
+
+t.test('the server as a resource', async (t) => {
+  t.test('signal: aborting it closes the server; an aborted one refuses to start', async (t) => {
+    const name = serviceName()
+    const controller = new AbortController()
+    const server = serve(name, () => 1, { signal: controller.signal })
+    t.teardown(() => { server.close() })
+    const c = await client(t, name)
+    t.equal(await c.request({ op: 'echo', value: 'anything' }), 1)
+    controller.abort()
+    t.equal(server.closed, true)
+    t.same(serviceLeftovers(name).filter((entry) => entry === name), [], 'the listener name is gone')
+    t.throws(() => serve(serviceName(), () => 1, { signal: controller.signal }), { name: 'AbortError' })
+    t.throws(() => serve(serviceName(), () => 1, { signal: 'soon' as never }), { code: 'ERR_INVALID_ARG_TYPE' })
+  })
+
+  t.test('unref()ed, a server still admits and answers clients; ref() undoes it', async (t) => {
+    const name = serviceName()
+    const server = localServer(t, name, { handled: 0, cancelled: 0 })
+    t.equal(server.unref(), server)
+    const a = await client(t, name)
+    t.same(await a.request({ op: 'echo', value: 'unrefed' }), 'unrefed')
+    t.equal(server.ref(), server)
+    const b = await client(t, name)
+    t.same(await b.request({ op: 'echo', value: 'refed again' }), 'refed again')
+  })
+
+  t.test('an unref()ed server does not keep its process alive', async (t) => {
+    const name = serviceName()
+    const server = new RpcPeer(t, 'rpc-unref.ts', [name])
+    t.same(await server.event('serving'), { name: `/${name}` })
+    t.same(await server.exited, { code: 0, signal: null }, 'the process ended on its own, its server open')
+    t.same(serviceLeftovers(name), [], 'and closed it on the way out')
+  })
+
+  t.test('a server, client and duplex bound with `using` close at the end of their scope', async (t) => {
+    const name = serviceName()
+    let seen: { server?: Server<unknown, unknown>, client?: Client<unknown, unknown> } = {}
+    {
+      using server = serve(name, (value: unknown) => value)
+      using c = await connect(name, { timeout: SETTLE_MS })
+      t.equal(await c.request(7), 7)
+      seen = { server, client: c }
+    }
+    t.equal(seen.server?.closed, true)
+    t.equal(seen.client?.closed, true)
+    await until(() => serviceLeftovers(name).length === 0, SETTLE_MS, 'the names being removed')
+    t.pass('nothing of the service is left')
+  })
+})
+
 t.test('SIGKILL of a client: the server drops it and goes on serving the others', async (t) => {
   const name = serviceName()
   const stats: Stats = { handled: 0, cancelled: 0 }
@@ -216,7 +308,10 @@ t.test('admission by name', async (t) => {
   t.test('connect waits for a server that comes later', async (t) => {
     const name = serviceName()
     const connecting = connect<Op, unknown>(name, { timeout: SETTLE_MS })
-    await new Promise((resolve) => setTimeout(resolve, 200))
+    // connect() looked for the listener within the call and found none: it is waiting now.
+    const pending = settledFlag(connecting)
+    await new Promise((resolve) => setImmediate(resolve))
+    t.equal(pending(), false, 'still connecting while there is no server')
     const server = new RpcPeer(t, 'rpc-server.ts')
     await server.call('serve', name)
     const c = await within(SETTLE_MS, connecting, 'connect')
@@ -279,13 +374,13 @@ t.test('admission by name', async (t) => {
 
   t.test('closing: the server\'s close fails pending requests; the client\'s close too', async (t) => {
     const name = serviceName()
-    const server = localServer(t, name, { handled: 0, cancelled: 0 })
+    const stats = { handled: 0, cancelled: 0 }
+    const server = localServer(t, name, stats)
     const a = await client(t, name)
     const b = await client(t, name)
     const held = rejection(a.request({ op: 'delay', ms: 60_000, value: 'never' }))
     const own = rejection(b.request({ op: 'delay', ms: 60_000, value: 'never' }))
-    await until(() => server.clients.length === 2, SETTLE_MS, 'both connected')
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await until(() => stats.handled === 2, SETTLE_MS, 'both requests in their handlers')
     b.close()
     t.equal((await own).code, 'ERR_CHANNEL_CLOSED', 'a client closing fails its own pending requests')
     await until(() => server.clients.length === 1, SETTLE_MS, 'the server seeing b leave')

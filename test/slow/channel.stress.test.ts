@@ -13,10 +13,9 @@
 import t from 'tap'
 
 import { Consumer, Producer, createChannelBuffer } from '../../lib/index'
-import {
-  ChannelPeer, STRESS_SIZES, StreamVerifier, channelName, closeAtEnd, consumeStream, leavesNothingInDevShm, perfectReport,
-  produceStream, runChannelWorker, shmExists, type ProduceReport, type StreamReport, type StreamSpec
-} from '../support/channel-helpers'
+import { STRESS_SIZES, StreamVerifier, consumeStream, perfectReport, produceStream, runChannelWorker, type ProduceReport, type StreamReport, type StreamSpec } from '../support/channel-helpers'
+import { ChannelPeer } from '../support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists } from '../support/shm'
 import { Prng } from '../support/prng'
 
 const PROCESS_MESSAGES = Number(process.env.SHMCH_STRESS_MESSAGES ?? 10_000_000)

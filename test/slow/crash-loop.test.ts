@@ -17,7 +17,9 @@ import t, { type Test } from 'tap'
 import ts from 'typescript'
 
 import { Consumer, Region } from '../../lib/index'
-import { StreamVerifier, channelName, leavesNothingInDevShm, unlinkIfPresent, within, type SizeSpec } from '../support/channel-helpers'
+import { StreamVerifier, type SizeSpec } from '../support/channel-helpers'
+import { within } from '../support/peers'
+import { channelName, leavesNothingInDevShm, unlinkIfPresent } from '../support/shm'
 import { Prng, seedsFromEnv } from '../support/prng'
 
 const root = path.join(__dirname, '..', '..')

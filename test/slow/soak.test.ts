@@ -10,9 +10,9 @@ import v8 from 'node:v8'
 import vm from 'node:vm'
 
 import { Consumer } from '../../lib/index'
-import {
-  ChannelPeer, StreamVerifier, channelName, closeAtEnd, leavesNothingInDevShm, perfectReport, within, type SizeSpec
-} from '../support/channel-helpers'
+import { StreamVerifier, perfectReport, type SizeSpec } from '../support/channel-helpers'
+import { ChannelPeer, within } from '../support/peers'
+import { channelName, closeAtEnd, leavesNothingInDevShm } from '../support/shm'
 
 const KiB = 1024
 const MiB = 1024 * KiB

@@ -1,10 +1,8 @@
 /**
- * Shared by the channel tests (test/channel*.test.ts, test/slow/channel*)
+ * Shared by the channel tests (test/channel/, test/slow/)
  * and their fixtures (test/fixtures/channel-*.ts):
  *
- * - names that cannot collide with another run, and the check that a test
- *   file leaves nothing behind in /dev/shm;
- * - `ChannelPeer`, a forked process running a fixture that answers calls;
+ * - a worker thread running one end of a channel;
  * - codecs both processes know by name (values crossing the IPC channel
  *   cannot carry functions);
  * - test messages of seeded sizes (the generator of test/support/prng.ts)
@@ -13,117 +11,12 @@
  *
  * This module is loaded by fixtures too, so it imports tap for types only.
  */
-import fs from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import type { Test } from 'tap'
 
-import { Region, type Codec } from '../../lib/index'
-import { FixtureProcess, type FixtureOptions } from './fixture-process'
+import type { Codec } from '../../lib/index'
 import { Prng } from './prng'
-
-// ---------------------------------------------------------------------------
-// Names and /dev/shm
-
-/** Every channel name a test process makes starts with this. */
-export const SHM_PREFIX = `shmch-test-${process.pid}-`
-
-let counter = 0
-
-/** A fresh channel name (no leading slash, as users usually write it). */
-export function channelName (): string {
-  return `${SHM_PREFIX}ch${++counter}`
-}
-
-/** True while `name` exists in /dev/shm. */
-export function shmExists (name: string): boolean {
-  return fs.existsSync(path.join('/dev/shm', name.replace(/^\//, '')))
-}
-
-/** Entries of /dev/shm made by this test process and still there. */
-export function shmLeftovers (): string[] {
-  return fs.readdirSync('/dev/shm').filter((entry) => entry.startsWith(SHM_PREFIX)).sort()
-}
-
-/** Removes `name` from /dev/shm if it is there (for tests that leave a crashed channel on purpose). */
-export function unlinkIfPresent (name: string): void {
-  try {
-    Region.unlink(name)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-  }
-}
-
-/**
- * The last test of every channel test file. Tests close their ends (and
- * unlink the names of channels they crashed on purpose), so no name may
- * remain; whatever a failed test left is removed afterwards so the machine
- * stays clean, but only after it was reported.
- */
-export function leavesNothingInDevShm (tap: Test): void {
-  tap.test(`leaves no /dev/shm/${SHM_PREFIX}* entries behind`, (t) => {
-    t.same(shmLeftovers(), [])
-    t.end()
-  })
-  // Also when that test is filtered out or never reached.
-  tap.teardown(() => { for (const entry of shmLeftovers()) unlinkIfPresent(entry) })
-}
-
-/** Closes `end` when `t` ends (close is idempotent, so the test may close it too). */
-export function closeAtEnd<E extends { close: () => void }> (t: Test, end: E): E {
-  t.teardown(() => { end.close() })
-  return end
-}
-
-/** Settles like `promise`, or rejects if it has not settled within `ms`. */
-export async function within<T> (ms: number, promise: Promise<T>, what = 'the operation'): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const limit = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`${what} did not settle within ${ms} ms`)) }, ms)
-  })
-  try {
-    return await Promise.race([promise, limit])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Resolves to how `promise` rejected (or throws if it resolved), for assertions that need the error and its timing. */
-export async function rejection (promise: Promise<unknown>): Promise<Error & { code?: string }> {
-  try {
-    await promise
-  } catch (err) {
-    return err as Error & { code?: string }
-  }
-  throw new Error('expected a rejection, but the promise resolved')
-}
-
-/** The error a synchronous call throws (or throws if it returns). */
-export function thrown (fn: () => unknown): Error & { code?: string } {
-  try {
-    fn()
-  } catch (err) {
-    return err as Error & { code?: string }
-  }
-  throw new Error('expected the call to throw, but it returned')
-}
-
-// ---------------------------------------------------------------------------
-// Forked peers
-
-export type { Exit } from './fixture-process'
-
-/**
- * A forked process running test/fixtures/<fixture> (by default
- * channel-peer.ts) that answers `call(method, ...args)` (see
- * fixtures/harness.ts) and may emit events. SIGKILLed when `t` ends if
- * still running.
- */
-export class ChannelPeer extends FixtureProcess {
-  constructor (t: Test, fixture = 'channel-peer.ts', args: string[] = [], options: FixtureOptions = {}) {
-    super(t, fixture, args, options)
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Worker threads

@@ -4,7 +4,7 @@
  * test/fixtures/harness.ts) and may emit events
  * along the way; both arrive here in order. It runs under tap's TypeScript
  * loader because it gets this process's `execArgv`. Test helpers build on
- * it: `Peer` (test/helpers.ts), `ChannelPeer` (support/channel-helpers.ts),
+ * it: `Peer` and `ChannelPeer` (support/peers.ts),
  * `RpcPeer` (support/rpc-peer.ts).
  */
 import { fork, type ChildProcess, type ForkOptions } from 'node:child_process'

@@ -1,5 +1,5 @@
 /**
- * Shared by test/rpc.test.ts and test/duplex.test.ts: unique service names,
+ * Shared by test/rpc/ and test/security.test.ts: unique service names,
  * the /dev/shm check, and `RpcPeer`, a forked process running one of
  * test/fixtures/rpc-*.ts that answers `call(method, ...args)` and emits
  * events (fixture side: test/fixtures/harness.ts).
@@ -44,26 +44,7 @@ export function leavesNothingInDevShm (tap: Test): void {
   })
 }
 
-/** Resolves when `predicate()` holds, polling; rejects after `ms`. */
-export async function until (predicate: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
-
-export { within } from './channel-helpers'
-
-/** How `promise` rejected (or throws if it resolved). */
-export async function rejection (promise: Promise<unknown>): Promise<Error & { code?: string, remoteCode?: unknown, remoteName?: string }> {
-  try {
-    await promise
-  } catch (err) {
-    return err as Error & { code?: string }
-  }
-  throw new Error('expected a rejection, but the promise resolved')
-}
+export { rejection, until, within } from './peers'
 
 export type { Exit } from './fixture-process'
 
