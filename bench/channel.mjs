@@ -30,8 +30,8 @@ if (role === 'stream-consumer') {
   consumer.close()
 } else if (role === 'echo') {
   const [name, wait, mode] = process.argv.slice(3)
-  const pings = Consumer.open(`${name}-ping`, { codec: 'bytes', wait })
-  const pongs = Producer.open(`${name}-pong`, { codec: 'bytes', wait })
+  const pings = Consumer.open(`${name}-ping`, { codec: 'bytes', wait: /** @type {import('shm-channel').WaitStrategy} */ (wait) })
+  const pongs = Producer.open(`${name}-pong`, { codec: 'bytes', wait: /** @type {import('shm-channel').WaitStrategy} */ (wait) })
   process.send('ready')
   try {
     if (mode === 'sync') for (;;) pongs.trySend(pings.receiveSync())
@@ -70,8 +70,8 @@ if (role === 'stream-consumer') {
   for (const wait of ['spin', 'adaptive', 'block']) {
     for (const mode of ['sync', 'async']) {
       const n = `${name}-${wait}-${mode}`
-      const pings = Producer.open(`${n}-ping`, { codec: 'bytes', wait })
-      const pongs = Consumer.open(`${n}-pong`, { codec: 'bytes', wait })
+      const pings = Producer.open(`${n}-ping`, { codec: 'bytes', wait: /** @type {import('shm-channel').WaitStrategy} */ (wait) })
+      const pongs = Consumer.open(`${n}-pong`, { codec: 'bytes', wait: /** @type {import('shm-channel').WaitStrategy} */ (wait) })
       const echo = fork(new URL(import.meta.url), ['echo', n, wait, mode])
       await ready(echo)
       const ping = Buffer.alloc(64)

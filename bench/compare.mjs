@@ -129,7 +129,7 @@ function sweep (pid) {
 async function measure (spec, budgetMs) {
   const a = forkRole('A', spec)
   const peers = []
-  a.on('message', (m) => { if (m?.type === 'peer') peers.push(m.pid) })
+  a.on('message', (/** @type {any} */ m) => { if (m?.type === 'peer') peers.push(m.pid) })
   // Also when this process is interrupted: the driver's peers and leftovers.
   const reap = onCleanup(() => {
     for (const pid of peers) { try { process.kill(pid, 'SIGKILL') } catch {} }

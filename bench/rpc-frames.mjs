@@ -69,6 +69,7 @@ function envelopes (codecName, value) {
   const t0 = performance.now()
   for (let done = 0; done < COUNT; done += BATCH) {
     for (let i = 0; i < BATCH; i++) producer.trySend({ id: done + i, ok: true, value })
+    /** @type {any} */
     let m
     while ((m = consumer.tryReceive()) !== undefined) check += m.id + m.value.op.length
   }

@@ -77,7 +77,7 @@ if (process.argv[2] === 'server') {
     })
   })
   web.keepAliveTimeout = 60_000
-  web.listen(0, '127.0.0.1', () => { process.send({ port: web.address().port }) })
+  web.listen(0, '127.0.0.1', () => { process.send({ port: /** @type {import('node:net').AddressInfo} */ (web.address()).port }) })
   process.on('disconnect', () => {
     for (const server of servers) server.close()
     unix.close()
@@ -225,13 +225,13 @@ async function main () {
 
   console.error(`${SEQUENTIAL.toLocaleString()} sequential round trips and ${CONCURRENT.toLocaleString()} with ${IN_FLIGHT} in flight per transport`)
   const rows = []
-  for (const [label, open] of [
+  for (const [label, open] of /** @type {Array<[string, () => Promise<any>]>} */ ([
     ['shm-channel rpc (adaptive)', () => shmClient(`${name}-adaptive`, 'adaptive')],
     ['shm-channel rpc (block)', () => shmClient(`${name}-block`, 'block')],
     ['shm-channel bare duplex (adaptive)', () => duplexClient(`${name}-raw`)],
     ['Unix socket, length-prefixed', () => unixClient(socketPath)],
     ['HTTP/1.1 loopback, keep-alive', () => httpClient(port)]
-  ]) {
+  ])) {
     const client = await open()
     try {
       rows.push(await measure(label, client))

@@ -149,6 +149,7 @@ function orphaned () {
  * latest when this process ends.
  */
 function forkChild (role, args, cpus) {
+  /** @type {import('node:child_process').StdioOptions} */
   const stdio = ['ignore', 'inherit', 'inherit', 'ipc']
   const argv = [selfPath, '--role', role, ...args]
   // taskset execs node in place: same pid, and the IPC fd is inherited.
@@ -177,6 +178,7 @@ function answer (w, value, counts) {
   }
 }
 
+/** @param {Int32Array} w */
 function respondFutex (w, counts) {
   let last = 0
   for (;;) {
@@ -199,6 +201,7 @@ function respondFutex (w, counts) {
   }
 }
 
+/** @param {Int32Array} w */
 async function respondWaitAsync (w, counts) {
   let last = 0
   for (;;) {
@@ -223,6 +226,7 @@ async function respondWaitAsync (w, counts) {
  * loop, which calls it again when the FIFO becomes readable. Returns true once
  * it has seen STOP.
  */
+/** @param {Int32Array} w */
 function respondFifoOnce (w, state, counts) {
   for (;;) {
     const value = Atomics.load(w, PING)
@@ -238,6 +242,7 @@ function respondFifoOnce (w, state, counts) {
   }
 }
 
+/** @param {Int32Array} w */
 function respondSpin (w) {
   let last = 0
   for (let spins = 0; ; spins++) {
@@ -255,7 +260,7 @@ function respondSpin (w) {
 async function responder ({ mode, name, fifo }) {
   process.on('disconnect', () => process.exit(1)) // parent gone
   if (mode === 'ipc') {
-    process.on('message', (msg) => {
+    process.on('message', (/** @type {any} */ msg) => {
       if (msg.type === 'ping') process.send({ type: 'pong', seq: msg.seq })
       else if (msg.type === 'stop') process.send({ type: 'done' }, () => process.exit(0))
     })
@@ -407,7 +412,7 @@ async function pingPongIpc (warmup, trips, childCpus) {
     let start = 0
     const timer = setTimeout(() => reject(new Error('IPC ping-pong took over 60 s')), 60_000)
     child.on('exit', (code, signal) => reject(new Error(`IPC responder exited (${signal ?? code})`)))
-    child.on('message', (msg) => {
+    child.on('message', (/** @type {any} */ msg) => {
       if (msg.type !== 'pong') return
       if (msg.seq > warmup) samples[msg.seq - warmup - 1] = (performance.now() - start) * 1000
       if (msg.seq === total) {
@@ -440,7 +445,7 @@ async function idleChild ({ mode, name }) {
   let stopped = false
   let polls = 0
   let start
-  process.on('message', (msg) => {
+  process.on('message', (/** @type {any} */ msg) => {
     if (msg.type === 'start') {
       start = { cpu: process.cpuUsage(), wall: performance.now() }
       if (mode === 'waitAsync') {
@@ -613,6 +618,6 @@ async function main () {
   console.log(`\n${seconds.toFixed(1)} s; raw results in ${path.relative(process.cwd(), file)}`)
 }
 
-if (values.role === 'responder') await responder(values)
-else if (values.role === 'idle') await idleChild(values)
+if (values.role === 'responder') await responder(/** @type {any} */ (values))
+else if (values.role === 'idle') await idleChild(/** @type {any} */ (values))
 else await main()

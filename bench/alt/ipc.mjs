@@ -56,7 +56,7 @@ export async function b (spec, ctx) {
     const rx = new Receiver(spec.size, spec.seconds)
     const { ackEvery } = creditWindow(spec.size)
     await new Promise((resolve) => {
-      process.on('message', (m) => {
+      process.on('message', (/** @type {any} */ m) => {
         if (m?.type === 'end') return resolve()
         rx.add(m.length, firstOf(m))
         if (rx.n % ackEvery === 0) process.send({ type: 'ack', n: rx.n })
@@ -66,7 +66,7 @@ export async function b (spec, ctx) {
     ctx.send({ type: 'result', result: rx.result() })
   } else if (spec.kind === 'rtt') {
     await new Promise((resolve) => {
-      process.on('message', (m) => {
+      process.on('message', (/** @type {any} */ m) => {
         if (m?.type === 'end') return resolve()
         process.send(m)
       })

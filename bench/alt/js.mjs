@@ -27,7 +27,7 @@ export async function a (spec, ctx) {
   const pong = new Uint8Array(region.buffer, AREA + area, spec.size)
   const b = ctx.forkB({ ...spec, name })
   await ctx.nextMessage(b, 'ready')
-  const pl = makePayloads(spec.size)
+  const pl = /** @type {Uint8Array[]} */ (makePayloads(spec.size))
   const trips = new Trips(spec)
   let seq = 0
   while (trips.start()) {

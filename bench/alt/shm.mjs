@@ -116,7 +116,7 @@ export async function b (spec, ctx) {
         }
       } else {
         for (;;) {
-          const m = consumer.receiveSync()
+          const m = /** @type {Buffer} */ (consumer.receiveSync())
           rx.add(m.length, firstOf(m))
         }
       }
@@ -164,7 +164,7 @@ export async function b (spec, ctx) {
     let bad = 0
     try {
       for (;;) {
-        const m = consumer.receiveSync()
+        const m = /** @type {Buffer} */ (consumer.receiveSync())
         if (m.length !== spec.size || m[0] !== (n & 15)) bad++
         if ((++n & 63) === 0) sleepSync(1)
       }

@@ -31,6 +31,9 @@ export function pinProcess (cpus, pid = process.pid) {
 /**
  * The command and arguments that run `argv` restricted to `cpus`, for
  * child_process.spawn; the threads the program starts inherit the mask.
+ * @param {number[]} cpus
+ * @param {string[]} argv
+ * @returns {[string, string[]]}
  */
 export function pinnedCommand (cpus, argv) {
   return ['taskset', ['-c', cpus.join(','), ...argv]]

@@ -3,6 +3,7 @@
 import { Producer, Consumer } from 'shm-channel'
 
 const name = process.argv[2]
+/** @type {import('shm-channel').Consumer<Buffer>} */
 const stream = Consumer.open(`${name}-stream`, { codec: 'bytes' })
 const pings = Consumer.open(`${name}-ping`, { codec: 'bytes' })
 const pongs = Producer.open(`${name}-pong`, { codec: 'bytes' })

@@ -21,13 +21,13 @@ const handlers = {
   ping: () => 'pong'
 }
 
-const server = serve(name, (request, context) => {
+const server = serve(name, (/** @type {any} */ request, context) => {
   const handler = handlers[request.op]
   if (handler === undefined) throw Object.assign(new Error(`unknown op ${request.op}`), { code: 'E_UNKNOWN_OP' })
   return handler(request, context)
 })
 server.on('connection', (client) => { console.log(`[sidecar] client pid ${client.pid} connected`) })
-server.on('disconnect', (client, err) => { console.log(`[sidecar] client pid ${client.pid} left${err ? ` (${err.code})` : ''}`) })
+server.on('disconnect', (client, err) => { console.log(`[sidecar] client pid ${client.pid} left${err ? ` (${/** @type {NodeJS.ErrnoException} */ (err).code})` : ''}`) })
 console.log(`[sidecar] pid ${process.pid} serving "${name}"`)
 
 const shutdown = () => {

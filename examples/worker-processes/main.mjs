@@ -105,7 +105,7 @@ const ipcRate = await timed('over child_process IPC (process.send):', async (pro
           resolve(code)
         }
       }
-      child.on('message', (result) => {
+      child.on('message', (/** @type {any} */ result) => {
         total += result.steps
         inFlight--
         progress.done++

@@ -10,12 +10,12 @@ if (mode === 'shm') {
   const duplex = Duplex.connect(name)
   // Ends when the parent closes its side.
   for await (const job of duplex) {
-    const result = work(job)
+    const result = work(/** @type {any} */ (job))
     if (!duplex.trySend(result)) await duplex.send(result)
   }
   duplex.close()
   process.disconnect()
 } else {
-  process.on('message', (job) => { process.send(work(job)) })
+  process.on('message', (/** @type {any} */ job) => { process.send(work(job)) })
   // The parent disconnects when it is done; then nothing keeps this process alive.
 }
