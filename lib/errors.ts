@@ -31,7 +31,7 @@ export type ErrorCode =
   /** This platform lacks what the call needs. */
   | 'ERR_UNSUPPORTED'
   /**
-   * A request's handler failed in the other process (lib/rpc.ts). The error
+   * A request's handler failed in the other process (lib/rpc/server.ts). The error
    * is a `RemoteError`: its message is the remote error's message, and
    * `remoteCode`/`remoteName` carry the remote error's `code` and `name`.
    */

@@ -88,7 +88,7 @@ t.test('a symbolic link planted in /dev/shm under a channel name is not followed
   }
   t.equal(fs.readFileSync(victim, 'utf8'), 'precious', 'the link\'s target is untouched')
   t.ok(fs.lstatSync(shmFile(name)).isSymbolicLink(), 'and the link left as it was')
-  // File-backed regions refuse links unless asked (test/region.test.ts has the details).
+  // File-backed regions refuse links unless asked (test/platform/region.test.ts has the details).
   t.throws(() => Region.openFile(shmFile(name)), { code: 'ELOOP' })
 })
 

@@ -1,7 +1,7 @@
 /**
  * The shared segment of a channel, byte for byte. This module is the only
  * place offsets are written down; docs/protocol.md describes the same bytes
- * for programs in other languages, and test/layout.test.ts checks the two agree.
+ * for programs in other languages, and test/channel/layout.test.ts checks the two agree.
  *
  *   0                HEADER_SIZE                      HEADER_SIZE + capacity
  *   +----------------+----------------------------------------+

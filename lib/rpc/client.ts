@@ -239,7 +239,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
         } catch (err) {
           if ((err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
           // A wait that ends by its timeout skips the channel's own peer
-          // check (lib/wait.ts checks the deadline first): check here.
+          // check (lib/segment/wait.ts checks the deadline first): check here.
           if (!isAlive(this.#server.pid, this.#server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
           continue
         }

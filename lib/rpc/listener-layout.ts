@@ -5,7 +5,7 @@
  * A channel has one producer, so clients cannot share one "accept" channel.
  * Instead the server makes a small *listener* region under the service's
  * name, holding a fixed number of client slots and a doorbell word. A client
- * takes a free slot, creates its own two channels (lib/duplex.ts), marks the
+ * takes a free slot, creates its own two channels (lib/rpc/duplex.ts), marks the
  * slot ready and rings the doorbell; the server, asleep on the doorbell,
  * attaches to those channels and answers in the slot. The slot is only held
  * during this handshake: the number of slots bounds connections *being made*

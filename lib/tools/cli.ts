@@ -3,7 +3,7 @@
  * this machine. bin/shm-channel.js runs `main`; tests call it in-process with
  * their own output streams and an AbortSignal to end `stat --watch`.
  *
- * Reading is lib/inspect.ts's business; this module parses arguments,
+ * Reading is lib/tools/inspect.ts's business; this module parses arguments,
  * formats what it finds and decides exit codes.
  */
 import fs from 'node:fs'

@@ -1,7 +1,7 @@
 /**
  * Channels seen from outside: what the header of a segment says, read
  * through a read-only mapping without taking an end. The `shm-channel`
- * command (lib/cli.ts) is built on this; nothing here writes a byte of a
+ * command (lib/tools/cli.ts) is built on this; nothing here writes a byte of a
  * segment (a write through a read-only mapping would kill the process).
  *
  * Every value is a snapshot: the two ends keep writing their own lines while

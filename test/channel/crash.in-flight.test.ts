@@ -1,5 +1,5 @@
 /**
- * Crashes test/channel.crash.test.ts does not reach: a producer SIGKILLed
+ * Crashes test/channel/crash.peer-death.test.ts does not reach: a producer SIGKILLed
  * with a claim open, or part way through a large message while the consumer
  * is reading its fragments; a process killed while parked in a futex wait;
  * and a pid reused by another process, told apart by its start time.

@@ -1,5 +1,5 @@
 /**
- * The shared header, as lib/layout.ts writes it down: offsets that agree with
+ * The shared header, as lib/channel/layout.ts writes it down: offsets that agree with
  * the diagram, hot words alone on their 128-byte lines, the record constants,
  * and docs/protocol.md quoting the same numbers.
  */
@@ -36,7 +36,7 @@ const FIELDS: ReadonlyArray<readonly [string, number, number]> = [
   ['consumer end', L.CONSUMER_END_OFFSET, 16]
 ]
 
-/** Every exported *_OFFSET constant of lib/layout.ts, by name. */
+/** Every exported *_OFFSET constant of lib/channel/layout.ts, by name. */
 const OFFSETS = Object.entries(L).filter(([name, value]) => name.endsWith('_OFFSET') && typeof value === 'number') as Array<[string, number]>
 
 const line = (offset: number): number => Math.floor(offset / LINE)
@@ -96,7 +96,7 @@ t.test('the header', async (t) => {
     t.same([L.END_FREE, L.END_OPEN, L.END_CLOSED], [0, 1, 2])
   })
 
-  t.test('the header diagram in lib/layout.ts gives each field the offset the code does', async (t) => {
+  t.test('the header diagram in lib/channel/layout.ts gives each field the offset the code does', async (t) => {
     // Rows of the 32-bit-column diagram end in "| <offset>".
     const rows = layoutSource.split('\n').filter((row) => /^\s*\*\s+\|.*\|\s+\d+\b/.test(row))
     t.ok(rows.length >= FIELDS.length, `${rows.length} diagram rows`)
@@ -155,7 +155,7 @@ t.test('records', async (t) => {
   })
 })
 
-t.test('docs/protocol.md quotes the offsets of lib/layout.ts', { skip: fs.existsSync(protocolPath) ? false : 'docs/protocol.md is not written yet' }, async (t) => {
+t.test('docs/protocol.md quotes the offsets of lib/channel/layout.ts', { skip: fs.existsSync(protocolPath) ? false : 'docs/protocol.md is not written yet' }, async (t) => {
   const doc = fs.readFileSync(protocolPath, 'utf8')
   for (const [name, value] of OFFSETS) {
     t.match(doc, new RegExp(`^\\|\\s*${value}\\s*\\|`, 'm'), `${name} = ${value} has a row in the offset table`)

@@ -1,5 +1,5 @@
 /**
- * Corrupt and hostile segments at the channel level (test/ring.hostile.test.ts
+ * Corrupt and hostile segments at the channel level (test/channel/ring.hostile.test.ts
  * covers the ring's record checks one by one, on a buffer):
  *
  * - a named segment whose header is wrong is refused by Producer.open and
@@ -14,7 +14,7 @@
  * replayed first. A case: { capacity, maxMessageSize, sizes: [message
  * sizes sent first], writes: [{ offset (from the start of the segment), hex }] }.
  * (A message that fails to decode is ERR_DECODE for that message alone:
- * test/channel.codecs.test.ts covers it.)
+ * test/channel/codecs.test.ts covers it.)
  */
 import fs from 'node:fs'
 import path from 'node:path'

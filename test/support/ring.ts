@@ -1,6 +1,6 @@
 /**
  * A ring with both ends in this thread, and eyes on its raw bytes: what the
- * ring tests (test/ring.*.test.ts, test/layout.test.ts) build on.
+ * ring tests (test/channel/ring.*.test.ts, test/channel/layout.test.ts) build on.
  */
 import * as L from '../../lib/channel/layout'
 import { RingConsumer, RingProducer } from '../../lib/channel/ring'

@@ -1,5 +1,5 @@
 /**
- * The shm-channel command (lib/cli.ts, bin/shm-channel.js) against real
+ * The shm-channel command (lib/tools/cli.ts, bin/shm-channel.js) against real
  * channels: ends held here and in forked processes (test/fixtures/cli-holder.ts),
  * some of them SIGKILLed to leave dead ends, and objects in /dev/shm that are
  * not channels. `main()` runs in-process with captured output; a few tests
