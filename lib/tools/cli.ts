@@ -179,8 +179,8 @@ function parseArgs (commandName: string, command: Command, argv: string[]): Pars
 }
 
 function packageVersion (): string {
-  // This file runs from lib/ (tests) or dist/ (the bin): the package root is one up either way.
-  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }
+  // This file runs from lib/tools/ (tests) or dist/tools/ (the bin): the package root is two up either way.
+  const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }
   return pkg.version
 }
 
