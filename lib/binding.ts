@@ -58,27 +58,35 @@ export interface NativeTarget {
   runtime: string
 }
 
+/** The target node-gyp-build looks for, with the same overrides it honours. */
 export function currentTarget (): NativeTarget {
+  const platform = process.env.npm_config_platform ?? process.platform
   let libc = 'none'
-  if (process.platform === 'linux') {
-    const header = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header
-    libc = header.glibcVersionRuntime === undefined ? 'musl' : 'glibc'
+  if (platform === 'linux') libc = process.env.LIBC ?? (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc')
+  return {
+    platform,
+    arch: process.env.npm_config_arch ?? process.arch,
+    libc,
+    abi: process.versions.modules,
+    runtime: process.versions.electron !== undefined ? 'electron' : 'node'
   }
-  const runtime = process.versions.electron !== undefined ? 'electron' : 'node'
-  return { platform: process.platform, arch: process.arch, libc, abi: process.versions.modules, runtime }
 }
 
-/** The prebuilds under `root`, as "linux-x64 glibc abi127" (one per file). */
+/** The prebuilds under `root`, one entry per platform, arch and libc: "linux-x64 glibc abi115 abi127". */
 export function shippedTargets (root: string): string[] {
   const dir = path.join(root, 'prebuilds')
-  const targets: string[] = []
+  const abis = new Map<string, string[]>()
   for (const tuple of fs.existsSync(dir) ? fs.readdirSync(dir).sort() : []) {
     for (const file of fs.readdirSync(path.join(dir, tuple)).sort()) {
-      // shm-channel.abi127.glibc.node -> "linux-x64 abi127 glibc"
-      if (file.endsWith('.node')) targets.push([tuple, ...file.split('.').slice(1, -1)].join(' '))
+      // shm-channel.abi127.glibc.node: tags between the name and ".node"
+      const tags = file.split('.').slice(1, -1)
+      const abi = tags.find((tag) => /^abi\d+$/.test(tag))
+      if (!file.endsWith('.node') || abi === undefined) continue
+      const key = [tuple, ...tags.filter((tag) => tag !== abi)].join(' ')
+      abis.set(key, [...(abis.get(key) ?? []), abi])
     }
   }
-  return targets
+  return [...abis].map(([key, list]) => `${key} ${list.join(' ')}`)
 }
 
 /** The one error for "no native build fits this process". */
@@ -87,8 +95,8 @@ function noBuildFits (root: string, cause: unknown): ShmChannelError {
   const shipped = shippedTargets(root)
   return new ShmChannelError('ERR_UNSUPPORTED',
     `shm-channel has no native build for ${t.platform}-${t.arch} ${t.libc} abi${t.abi} (${t.runtime} ${process.version}). ` +
-    `Prebuilt: ${shipped.length === 0 ? 'none' : shipped.join(', ')}. ` +
-    'To build from source (python3, make and a C++20 compiler): npm rebuild shm-channel --build-from-source',
+    `Prebuilt: ${shipped.length === 0 ? 'none' : shipped.join('; ')} (README, "Supported platforms"). ` +
+    'To build from source (needs python3, make and a C++20 compiler): npm rebuild shm-channel --build-from-source',
     { cause })
 }
 
