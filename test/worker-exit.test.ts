@@ -11,16 +11,8 @@ import { once } from 'node:events'
 import path from 'node:path'
 import t from 'tap'
 
+import type { Round } from './fixtures/worker-exit-host'
 import { SHM_PREFIX, leavesNothingInDevShm } from './support/channel-helpers'
-
-interface Round {
-  exitCode: number
-  error?: string
-  received?: string
-  afterExit?: string
-  mark: number
-  woken: number
-}
 
 const ROUNDS = 2
 
