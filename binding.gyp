@@ -19,7 +19,7 @@
         "NODE_ADDON_API_DISABLE_DEPRECATED",
         "SHM_CHANNEL_SOURCE_HASH=\"<!(node scripts/source-hash.js)\""
       ],
-      "cflags_cc": [ "-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter" ],
+      "cflags_cc": [ "-std=c++20", "-Wall", "-Wextra", "-Wno-unused-parameter" ],
       "conditions": [
         [ "OS=='linux'", {
           "ldflags": [ "-Wl,-z,now" ],
@@ -27,7 +27,7 @@
         } ],
         [ "OS=='mac'", {
           "xcode_settings": {
-            "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+            "CLANG_CXX_LANGUAGE_STANDARD": "c++20",
             "MACOSX_DEPLOYMENT_TARGET": "11.0",
             "OTHER_LDFLAGS": [ "-Wl,-bind_at_load" ]
           }

@@ -150,6 +150,13 @@ Napi::Value Wake(const Napi::CallbackInfo& info) {
 void InitFutex(Napi::Env env, Napi::Object exports) {
   exports.Set("wait", Napi::Function::New(env, Wait, "wait"));
   exports.Set("wake", Napi::Function::New(env, Wake, "wake"));
+  Napi::Object codes = Napi::Object::New(env);
+  codes.Set("OK", Napi::Number::New(env, kWaitOk));
+  codes.Set("NOT_EQUAL", Napi::Number::New(env, kWaitNotEqual));
+  codes.Set("TIMED_OUT", Napi::Number::New(env, kWaitTimedOut));
+  codes.Set("CANCELLED", Napi::Number::New(env, kWaitCancelled));
+  codes.Freeze();
+  exports.Set("waitCodes", codes);
 }
 
 }  // namespace shm

@@ -8,7 +8,9 @@
 
 namespace shm {
 
-enum WaitResult : int { kWaitOk = 0, kWaitNotEqual = 1, kWaitTimedOut = 2 };
+// Exported to JavaScript as waitCodes (lib/binding.ts reads them from there).
+// kWaitCancelled only comes from the asynchronous waiter (waiter.cc).
+enum WaitResult : int { kWaitOk = 0, kWaitNotEqual = 1, kWaitTimedOut = 2, kWaitCancelled = 3 };
 
 int64_t MonotonicNow();  // nanoseconds, CLOCK_MONOTONIC
 

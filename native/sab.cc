@@ -1,11 +1,13 @@
-// Node 20's Node-API cannot create a SharedArrayBuffer over external memory,
-// nor read the pointer of one: both go through V8 here. A napi_value is a
+// The one file that uses V8's API, so the addon is built once per Node ABI
+// (docs/node-versions.md has the measurement behind that choice). Node 20's
+// Node-API can neither create a SharedArrayBuffer over external memory nor
+// read the memory of one; the experimental node_api_create_external_-
+// sharedarraybuffer of later Nodes is not used, because a prebuild linked
+// against it would not load on an earlier release of the same ABI, and
+// GetSharedMemory must keep the memory alive from a waiter thread, which a
+// napi_ref (JavaScript thread only) cannot do. A napi_value is a
 // v8::Local<v8::Value> under another name (Node's own v8impl casts between the
-// two the same way); the addon is built per Node ABI for this reason. Built
-// against a Node whose headers offer node_api_create_external_sharedarraybuffer,
-// creation goes through Node-API instead.
-#define NAPI_EXPERIMENTAL
-#define NODE_API_EXPERIMENTAL_NO_WARNING
+// two the same way).
 #include "sab.h"
 
 #include <v8.h>
@@ -41,33 +43,10 @@ void DeleteBackingStore(void* data, size_t length, void* deleterData) {
   delete d;
 }
 
-#if defined(NODE_API_EXPERIMENTAL_HAS_CREATE_EXTERNAL_SHAREDARRAYBUFFER)
-struct FinalizeHint {
-  SharedMemoryDeleter deleter;
-  size_t length;
-  void* hint;
-};
-
-void FinalizeExternal(void* data, void* hint) {
-  FinalizeHint* f = static_cast<FinalizeHint*>(hint);
-  f->deleter(data, f->length, f->hint);
-  delete f;
-}
-#endif
-
 }  // namespace
 
 napi_value NewExternalSharedArrayBuffer(napi_env env, void* data, size_t length,
                                         SharedMemoryDeleter deleter, void* hint) {
-#if defined(NODE_API_EXPERIMENTAL_HAS_CREATE_EXTERNAL_SHAREDARRAYBUFFER)
-  napi_value result;
-  FinalizeHint* f = new FinalizeHint{deleter, length, hint};
-  if (node_api_create_external_sharedarraybuffer(env, data, length, FinalizeExternal, f,
-                                                 &result) == napi_ok) {
-    return result;
-  }
-  delete f;
-#endif
   v8::Isolate* isolate = v8::Isolate::GetCurrent();
   v8::EscapableHandleScope scope(isolate);
   std::unique_ptr<v8::BackingStore> store = v8::SharedArrayBuffer::NewBackingStore(

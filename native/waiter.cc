@@ -3,7 +3,7 @@
 // the result back to the loop through a thread-safe function. The thread is
 // created once and reused, so a wait costs two context switches, not a thread.
 //
-// JavaScript side: lib/futex.ts (AsyncWaiter). At most one wait is in flight
+// JavaScript side: lib/futex.ts (PooledWaiter). At most one wait is in flight
 // per Waiter; each carries an id, echoed with its result, so a late result of
 // a cancelled wait cannot be taken for the next one.
 #include "waiter.h"
@@ -20,7 +20,6 @@
 namespace shm {
 namespace {
 
-constexpr int kWaitCancelled = 3;
 // A word whose shared mapping was replaced (region closed under the waiter)
 // can no longer be woken through it: the thread re-checks at this period.
 constexpr int64_t kSliceNs = 200 * 1000 * 1000;

@@ -1,0 +1,34 @@
+# The test files of each CI tier, in one place (sourced by .ci/run).
+# Paths are relative to the repository root; globs are expanded there.
+
+# Default tier: every Node of the matrix on x64 (npm test runs the same files).
+DEFAULT_TIER=(test/*.test.ts)
+
+# Slow tier: long stress and soak runs, on one Node (SLOW_TIER_NODE).
+SLOW_TIER=(test/slow/*.test.ts)
+SLOW_TIER_NODE=24
+
+# arm64 smoke tier, under qemu-user: cross-process regions, futex wake-ups,
+# channels, and the ring's property test (the ring's memory ordering is what
+# ARM's weaker model would break).
+ARM64_SMOKE_TIER=(
+  test/region.test.ts
+  test/futex.test.ts
+  test/channel.test.ts
+  test/ring.property.test.ts
+)
+ARM64_SMOKE_NODE=24
+# Extra tap arguments for that tier. Under emulation, a process's CPU time
+# counts qemu translating code, so the test that bounds the CPU a parked
+# wait uses (test/futex.test.ts) measures qemu, not the wait: it is left out.
+ARM64_SMOKE_TAP_ARGS=(--invert --grep='waiting asynchronously costs neither the event loop nor CPU')
+
+# The packed tarball is installed with install scripts disabled and used
+# across two processes under each of these: "<arch> <major>".
+PACKED_INSTALL_TARGETS=(
+  "x64 20"
+  "x64 22"
+  "x64 24"
+  "x64 26"
+  "arm64 24"
+)
