@@ -121,7 +121,15 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     this.#codec = codec
     this.#server = server
     this.serverPid = server.pid
-    this.#watchdog = setInterval(() => { this.#watch() }, peerCheckInterval).unref()
+    // Through a WeakRef: a client dropped without close() can still be
+    // collected (its channels are then closed by their own finalizers).
+    const self = new WeakRef(this)
+    const watchdog: NodeJS.Timeout = setInterval(() => {
+      const client = self.deref()
+      if (client === undefined) clearInterval(watchdog)
+      else client.#watch()
+    }, peerCheckInterval).unref()
+    this.#watchdog = watchdog
   }
 
   /** Requests sent and not yet answered, timed out or cancelled. */

@@ -29,7 +29,7 @@ const KiB = 1024
 function transpile (t: Test): string {
   const out = path.join(root, '.tap', `rel-js-${process.pid}`)
   const files = [
-    ...fs.readdirSync(path.join(root, 'lib')).filter((f) => f.endsWith('.ts')).map((f) => `lib/${f}`),
+    ...fs.readdirSync(path.join(root, 'lib'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => `lib/${f}`),
     ...fs.readdirSync(path.join(root, 'test/support')).filter((f) => f.endsWith('.ts')).map((f) => `test/support/${f}`),
     'test/fixtures/rel-crash-producer.ts'
   ]
