@@ -6,7 +6,7 @@
 export { Producer } from './channel/producer'
 export { Consumer } from './channel/consumer'
 export { createChannelBuffer } from './channel/segment'
-export { DEFAULT_CAPACITY } from './channel/options'
+export { DEFAULT_CAPACITY, DEFAULT_MAX_MESSAGE_SIZE } from './channel/options'
 export type { ChannelOptions, ConsumerOptions, WaitOptions, WaitStrategy } from './channel/options'
 export { codecs } from './codecs'
 export type { Codec, CodecName } from './codecs'

@@ -12,6 +12,13 @@ export type { WaitStrategy } from '../segment/wait'
 
 export const DEFAULT_CAPACITY = 1 << 20
 
+/**
+ * The largest message a consumer accepts unless told otherwise: 64 MiB, the
+ * ceiling NATS puts on its own max_payload. Pass `maxMessageSize: Infinity`
+ * for no limit but the largest Buffer.
+ */
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+
 export interface ChannelOptions<T> extends WaitSettingsOptions {
   /** How values become bytes: 'json' (default), 'structured', 'utf8', 'bytes', or your own codec. */
   codec?: Codec<T> | CodecName
@@ -26,7 +33,7 @@ export interface ChannelOptions<T> extends WaitSettingsOptions {
 }
 
 export interface ConsumerOptions<T> extends ChannelOptions<T> {
-  /** Largest message this end accepts (reassembles), in bytes. Default: no limit. */
+  /** Largest message this end accepts (reassembles), in bytes. Default 64 MiB (DEFAULT_MAX_MESSAGE_SIZE); Infinity for no limit but the largest Buffer. */
   maxMessageSize?: number
 }
 
@@ -51,8 +58,9 @@ export function settings (options: ChannelOptions<unknown>): WaitSettings {
   return checked
 }
 
-/** Checks a consumer's maxMessageSize; Infinity when there is none. */
+/** Checks a consumer's maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE when not given, Infinity for none. */
 export function checkMaxMessageSize (max: unknown): number {
-  if (max === undefined || max === Infinity) return Infinity
+  if (max === undefined) return DEFAULT_MAX_MESSAGE_SIZE
+  if (max === Infinity) return Infinity
   return checkInteger('maxMessageSize', max, 0, Number.MAX_SAFE_INTEGER)
 }

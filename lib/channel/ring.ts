@@ -19,9 +19,19 @@ import { wake } from '../platform/futex'
 import { invalidSegment } from '../segment/identity'
 import { loadU64, readU64, storeU64, writeU64 } from '../segment/words'
 import * as L from './layout'
+import { DEFAULT_MAX_MESSAGE_SIZE } from './options'
 import { CHANNEL, checkSegment } from './segment'
 
 const MAX_LENGTH = constants.MAX_LENGTH
+
+/**
+ * The most a consumer allocates ahead of the bytes that fill it while it
+ * reassembles a fragmented message: a peer's announced length is a claim, not
+ * a fact. A message up to this size is reassembled in one buffer of its
+ * length; a larger one in pieces of this size, joined once its last fragment
+ * is in (docs/performance.md, "Reassembly", has the measurement).
+ */
+export const REASSEMBLY_STEP = 8 * 1024 * 1024
 
 function invalid (what: string): ShmChannelError {
   return invalidSegment(CHANNEL, what)
@@ -289,15 +299,18 @@ export class RingConsumer extends RingEnd {
   #released: number
   #producerCache: number
   #maxMessageSize: number
-  /** Reassembly of a fragmented message. */
-  #partial: Buffer | null = null
+  /** Reassembly of a fragmented message: its announced length, the pieces filled so far, and the piece being filled. */
+  #partialTotal = -1
   #partialFilled = 0
+  #pieces: Buffer[] = []
+  #piece: Buffer = EMPTY
+  #pieceFilled = 0
   #skipping = false
   #messages: number
   #bytesReceived: number
   #wakeups: number
 
-  constructor (buffer: SharedArrayBuffer, maxMessageSize = Infinity) {
+  constructor (buffer: SharedArrayBuffer, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE) {
     super(buffer)
     const h = this.header
     this.#position = Atomics.load(h, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
@@ -394,7 +407,7 @@ export class RingConsumer extends RingEnd {
       this.#position = (this.#position + size) >>> 0
       const begin = (type & L.FLAG_BEGIN) !== 0
       const end = (type & L.FLAG_END) !== 0
-      if (begin && end && this.#partial === null && !this.#skipping) {
+      if (begin && end && this.#partialTotal === -1 && !this.#skipping) {
         this.#count(length)
         if (length > this.#maxMessageSize) {
           throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `message of ${length} bytes exceeds maxMessageSize ${this.#maxMessageSize}`)
@@ -417,38 +430,63 @@ export class RingConsumer extends RingEnd {
 
   #fragment (payload: Buffer, begin: boolean, end: boolean, index: number): Buffer | null {
     if (begin) {
-      if (this.#partial !== null || this.#skipping) throw invalid(`fragment at index ${index} begins a message inside another`)
+      if (this.#partialTotal !== -1 || this.#skipping) throw invalid(`fragment at index ${index} begins a message inside another`)
       if (end || payload.length < L.FRAGMENT_TOTAL_SIZE) throw invalid(`first fragment at index ${index} is malformed`)
       const total = readU64(payload, 0)
       const first = payload.length - L.FRAGMENT_TOTAL_SIZE
       if (total <= first) throw invalid(`fragmented message of ${total} bytes has a first fragment of ${first}`)
-      // Buffer.allocUnsafe throws a RangeError over MAX_LENGTH: with no
-      // maxMessageSize, that is the limit.
       if (total > this.#maxMessageSize || total > MAX_LENGTH) {
         this.#skipping = true
         this.#count(total)
         const limit = total > this.#maxMessageSize ? `maxMessageSize ${this.#maxMessageSize}` : `the largest Buffer, ${MAX_LENGTH} bytes`
         throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `message of ${total} bytes exceeds ${limit}`)
       }
-      this.#partial = Buffer.allocUnsafe(total)
-      payload.copy(this.#partial, 0, L.FRAGMENT_TOTAL_SIZE)
-      this.#partialFilled = first
+      this.#partialTotal = total
+      this.#partialFilled = 0
+      this.#append(payload.subarray(L.FRAGMENT_TOTAL_SIZE))
       return null
     }
     if (this.#skipping) {
       if (end) this.#skipping = false
       return null
     }
-    const partial = this.#partial
-    if (partial === null) throw invalid(`fragment at index ${index} continues no message`)
-    if (this.#partialFilled + payload.length > partial.length) throw invalid(`fragments at index ${index} overrun their message of ${partial.length} bytes`)
-    payload.copy(partial, this.#partialFilled)
-    this.#partialFilled += payload.length
+    const total = this.#partialTotal
+    if (total === -1) throw invalid(`fragment at index ${index} continues no message`)
+    if (this.#partialFilled + payload.length > total) throw invalid(`fragments at index ${index} overrun their message of ${total} bytes`)
+    this.#append(payload)
     if (!end) return null
-    if (this.#partialFilled !== partial.length) throw invalid(`fragmented message ended at ${this.#partialFilled} of ${partial.length} bytes`)
-    this.#partial = null
-    this.#count(partial.length)
-    return partial
+    if (this.#partialFilled !== total) throw invalid(`fragmented message ended at ${this.#partialFilled} of ${total} bytes`)
+    const pieces = this.#pieces
+    const message = pieces.length === 0 ? this.#piece : Buffer.concat([...pieces, this.#piece], total)
+    this.#partialTotal = -1
+    this.#pieces = []
+    this.#piece = EMPTY
+    this.#pieceFilled = 0
+    this.#count(total)
+    return message
+  }
+
+  /**
+   * Copies a fragment's bytes into the message being reassembled, allocating
+   * at most REASSEMBLY_STEP bytes beyond what has arrived: a new piece only
+   * when the current one is full, of the announced bytes still to come or
+   * REASSEMBLY_STEP, whichever is less. The caller has checked the bytes fit
+   * the announced length.
+   */
+  #append (bytes: Buffer): void {
+    let from = 0
+    while (from < bytes.length) {
+      if (this.#pieceFilled === this.#piece.length) {
+        if (this.#piece.length !== 0) this.#pieces.push(this.#piece)
+        this.#piece = Buffer.allocUnsafe(Math.min(this.#partialTotal - this.#partialFilled, REASSEMBLY_STEP))
+        this.#pieceFilled = 0
+      }
+      const n = Math.min(bytes.length - from, this.#piece.length - this.#pieceFilled)
+      bytes.copy(this.#piece, this.#pieceFilled, from, from + n)
+      this.#pieceFilled += n
+      this.#partialFilled += n
+      from += n
+    }
   }
 
   /** True when the last message returned by next() is a view into shared memory. */

@@ -7,7 +7,7 @@ import { resolveCodec } from '../codecs'
 import { invalidValue } from '../errors'
 import { checkInteger } from '../options'
 import { checkName } from '../platform/region'
-import { settings, type WaitStrategy } from '../channel/options'
+import { DEFAULT_MAX_MESSAGE_SIZE, settings, type WaitStrategy } from '../channel/options'
 import type { DuplexOptions } from './duplex'
 import { FRAME_HEADER_SIZE } from './frames'
 
@@ -23,7 +23,7 @@ export interface ConnectionOptions<Req, Res> {
   spinMicros?: number
   /** While waiting, how often to check that the other process lives, in milliseconds. Default 250. */
   peerCheckInterval?: number
-  /** Largest request (server) or reply (client) value accepted, in encoded bytes. Default: no limit. */
+  /** Largest request (server) or reply (client) value accepted, in encoded bytes. Default 64 MiB (DEFAULT_MAX_MESSAGE_SIZE); Infinity for no limit. */
   maxMessageSize?: number
   /** Permission bits of the shared memory objects this side creates. Default 0o600. */
   mode?: number
@@ -72,7 +72,7 @@ interface Common {
 export function common (options: ConnectionOptions<unknown, unknown>): Common {
   const codec = resolveCodec(options.codec as Codec<unknown> | CodecName | undefined)
   const { wait, spinMicros, peerCheckInterval } = settings(options)
-  let maxMessageSize = options.maxMessageSize ?? Infinity
+  let maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
   if (maxMessageSize !== Infinity) maxMessageSize = checkInteger('maxMessageSize', maxMessageSize, 0, Number.MAX_SAFE_INTEGER - FRAME_HEADER_SIZE) + FRAME_HEADER_SIZE
   if (options.mode !== undefined) checkInteger('mode', options.mode, 0, 0o777)
   return {
