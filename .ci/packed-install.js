@@ -8,13 +8,14 @@ const assert = require('node:assert/strict')
 
 const { Consumer, Producer } = require('shm-channel')
 
-const name = `shm-channel-packed-${process.pid}`
+// The parent names the channel; its child (the producer) gets the name in argv.
+const name = process.argv[3] ?? `shm-channel-packed-${process.pid}`
 const messages = ['one', { two: 2 }, 'three']
 
 async function parent () {
   const consumer = Consumer.open(name, { codec: 'json' })
   try {
-    const child = fork(__filename, ['producer'], { stdio: 'inherit' })
+    const child = fork(__filename, ['producer', name], { stdio: 'inherit' })
     const received = []
     for (let i = 0; i < messages.length; i++) received.push(await consumer.receive({ timeout: 30_000 }))
     assert.deepEqual(received, messages)
