@@ -131,7 +131,6 @@ t.test('crash loop: SIGKILL at random moments, restart by name, every cycle deli
     }
     const seconds = (performance.now() - started) / 1000
     t.same(failures, [], `seed ${seed}: ${cycles} cycles in ${seconds.toFixed(1)} s; ${JSON.stringify(totals)}`)
-    t.ok(seconds < 300, 'within five minutes')
     t.same(fs.readdirSync('/dev/shm').filter((e) => e === name.replace(/^\//, '')), [], 'the last consumer out removed the name')
   }
 })
