@@ -1,8 +1,13 @@
 # The test files of each CI tier, in one place (sourced by .ci/run).
 # Paths are relative to the repository root; globs are expanded there.
 
-# Default tier: every Node of the matrix on x64 (npm test runs the same files).
-DEFAULT_TIER=(test/*.test.ts)
+# Default tier: every Node of the matrix on x64 (npm test runs the same
+# files: every test file but the slow tier's).
+shopt -s globstar
+DEFAULT_TIER=()
+for file in test/**/*.test.ts; do
+  case $file in test/slow/*) ;; *) DEFAULT_TIER+=("$file") ;; esac
+done
 
 # Slow tier: long stress and soak runs, on one Node (SLOW_TIER_NODE).
 SLOW_TIER=(test/slow/*.test.ts)
@@ -12,15 +17,15 @@ SLOW_TIER_NODE=24
 # channels, and the ring's property test (the ring's memory ordering is what
 # ARM's weaker model would break).
 ARM64_SMOKE_TIER=(
-  test/region.test.ts
-  test/futex.test.ts
-  test/channel.test.ts
-  test/ring.property.test.ts
+  test/platform/region.test.ts
+  test/platform/futex.test.ts
+  test/channel/channel.test.ts
+  test/channel/ring.property.test.ts
 )
 ARM64_SMOKE_NODE=24
 # Extra tap arguments for that tier. Under emulation, a process's CPU time
 # counts qemu translating code, so the test that bounds the CPU a parked
-# wait uses (test/futex.test.ts) measures qemu, not the wait: it is left out.
+# wait uses (test/platform/futex.test.ts) measures qemu, not the wait: it is left out.
 ARM64_SMOKE_TAP_ARGS=(--invert --grep='waiting asynchronously costs neither the event loop nor CPU')
 
 # The packed tarball is installed with install scripts disabled and used

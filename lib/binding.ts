@@ -14,7 +14,6 @@ import { ShmChannelError } from './errors'
 /** Opaque handle of one mapping, for `release`. */
 export interface MappingHandle { readonly __mapping: unique symbol }
 
-
 export interface NativeWaiter {
   /** Starts one wait; `onResult(id, code)` follows on the event loop. */
   wait (id: number, buffer: SharedArrayBuffer, byteOffset: number, expected: number, timeoutMs: number): void
@@ -42,7 +41,6 @@ export interface Binding {
   sourceHash: string
 }
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const nodeGypBuild = require('node-gyp-build') as { path: (dir: string) => string }
 
 /** Directory holding binding.gyp, build/ and prebuilds/ (this file runs from lib/ or dist/). */
@@ -109,7 +107,6 @@ export function loadBinding (root: string): Binding {
     throw noBuildFits(root, err)
   }
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(file) as Binding
   } catch (err) {
     // A build that matched by name but does not load here (a binary for another

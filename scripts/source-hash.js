@@ -1,6 +1,6 @@
 'use strict'
 // Hash of the sources the native addon is built from. binding.gyp bakes it
-// into the binary; test/prebuild.test.ts recomputes it from the files on disk,
+// into the binary; test/platform/prebuild.test.ts recomputes it from the files on disk,
 // so a committed prebuild that is older than its sources fails the tests.
 const crypto = require('node:crypto')
 const fs = require('node:fs')

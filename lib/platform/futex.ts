@@ -7,13 +7,14 @@
  * any other process that maps the same memory. Like every futex, a wait may
  * end without a matching wake: callers re-check the word and wait again.
  */
-import { WAIT_CANCELLED, binding, type NativeWaiter } from '../binding'
+import { WAIT_CANCELLED, WAIT_NOT_EQUAL, WAIT_OK, WAIT_TIMED_OUT, binding, type NativeWaiter } from '../binding'
 import { AbortError, invalidType, outOfRange } from '../errors'
 import { checkTimeout } from '../options'
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out'
 
-const RESULTS: readonly WaitResult[] = ['ok', 'not-equal', 'timed-out']
+/** The addon's wait codes (it exports their values) as results. */
+const RESULTS: Record<number, WaitResult> = { [WAIT_OK]: 'ok', [WAIT_NOT_EQUAL]: 'not-equal', [WAIT_TIMED_OUT]: 'timed-out' }
 
 function wordOffset (view: unknown, index: unknown): number {
   if (!(view instanceof Int32Array) || !(view.buffer instanceof SharedArrayBuffer)) {

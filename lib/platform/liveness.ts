@@ -7,11 +7,21 @@
  */
 import fs from 'node:fs'
 
+/**
+ * The stat line of a process's main thread. The same kernel values as
+ * /proc/<pid>/stat, read where user-mode emulators leave them alone: qemu-user
+ * fakes /proc/self/stat and /proc/<own pid>/stat for the program it runs
+ * (another start time), but not the task directory.
+ */
+function statPath (pid: number): string {
+  return `/proc/${pid}/task/${pid}/stat`
+}
+
 /** Start time of a process in clock ticks since boot; 0 where /proc is not available; -1 if no such process. */
 export function processStartTime (pid: number): number {
   let stat: string
   try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1')
+    stat = fs.readFileSync(statPath(pid), 'latin1')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     return code === 'ENOENT' || code === 'ESRCH' ? -1 : 0
@@ -46,7 +56,7 @@ export function isAlive (pid: number, startTime: number): boolean {
 
 function isZombie (pid: number): boolean {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1')
+    const stat = fs.readFileSync(statPath(pid), 'latin1')
     return stat.charAt(stat.lastIndexOf(')') + 2) === 'Z'
   } catch {
     return true

@@ -13,8 +13,8 @@ import t, { type Test } from 'tap'
 import {
   WAIT_CANCELLED, WAIT_NOT_EQUAL, WAIT_OK, WAIT_TIMED_OUT,
   binding, currentTarget, loadBinding, packageRoot, shippedTargets
-} from '../lib/binding'
-import { ShmChannelError } from '../lib/errors'
+} from '../../lib/binding'
+import { ShmChannelError } from '../../lib/errors'
 
 const linux = process.platform === 'linux'
 
@@ -86,7 +86,7 @@ t.test('this package lists every prebuild it ships', { skip: linux ? false : 'pr
 
 t.test('on a musl system, requiring the package throws the loader error', { skip: linux ? false : 'libc only matters on Linux' }, async (t) => {
   // PREBUILDS_ONLY: a build/ from a local node-gyp rebuild would load whatever the libc.
-  const child = fork(path.join(__dirname, 'fixtures', 'loader-probe.ts'), [], {
+  const child = fork(path.join(__dirname, '..', 'fixtures', 'loader-probe.ts'), [], {
     execArgv: process.execArgv,
     env: { ...process.env, LIBC: 'musl', PREBUILDS_ONLY: '1' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']

@@ -11,8 +11,8 @@ import { once } from 'node:events'
 import path from 'node:path'
 import t from 'tap'
 
-import type { Round } from './fixtures/worker-exit-host'
-import { SHM_PREFIX, leavesNothingInDevShm } from './support/channel-helpers'
+import type { Round } from '../fixtures/worker-exit-host'
+import { SHM_PREFIX, leavesNothingInDevShm } from '../support/shm'
 
 const ROUNDS = 2
 
@@ -25,7 +25,7 @@ const WAYS = [
 
 for (const way of WAYS) {
   t.test(`a worker holding regions, a producer end and a pending wait ends by ${way.title}; its process lives on`, async (t) => {
-    const host = fork(path.join(__dirname, 'fixtures', 'worker-exit-host.ts'), [way.how, String(ROUNDS), `${SHM_PREFIX}wx-${way.how}-`], {
+    const host = fork(path.join(__dirname, '..', 'fixtures', 'worker-exit-host.ts'), [way.how, String(ROUNDS), `${SHM_PREFIX}wx-${way.how}-`], {
       execArgv: process.execArgv,
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc']

@@ -10,13 +10,12 @@ import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 
-import { binding, packageRoot } from '../lib/binding'
+import { binding, packageRoot } from '../../lib/binding'
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { sourceHash } = require('../scripts/source-hash.js') as { sourceHash: () => string }
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { MAJORS, ARCHES } = require('../scripts/node-matrix.js') as { MAJORS: number[], ARCHES: string[] }
-// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { sourceHash } = require('../../scripts/source-hash.js') as { sourceHash: () => string }
+
+const { MAJORS, ARCHES } = require('../../scripts/node-matrix.js') as { MAJORS: number[], ARCHES: string[] }
+
 const nodeGypBuild = require('node-gyp-build') as { path: (dir: string) => string }
 
 /** Node major -> module ABI (process.versions.modules) of every Node in the matrix. */
