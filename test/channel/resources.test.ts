@@ -17,7 +17,7 @@ import { leavesNothingInDevShm } from '../support/shm'
 const MiB = 1024 * 1024
 const COUNT = Number(process.env.REL_CHURN ?? 10_000)
 
-interface Holdings { fds: number, maps: number, shm: number, rss: number, heap: number }
+interface Holdings { fds: number, maps: number, shm: number, rss: number, rssShmem: number, heap: number }
 
 for (const kind of ['region', 'channel'] as const) {
   t.test(`${COUNT} ${kind} open/close cycles leave no descriptor, mapping, name or memory behind`, async (t) => {
@@ -27,7 +27,12 @@ for (const kind of ['region', 'channel'] as const) {
     t.equal(after.maps, 0, 'no /dev/shm mapping left')
     t.equal(after.shm, 0, 'no /dev/shm entry left')
     t.ok(after.heap - before.heap < 4 * MiB, `heap ${(before.heap / MiB).toFixed(1)} -> ${(after.heap / MiB).toFixed(1)} MiB`)
-    t.ok(after.rss - before.rss < 24 * MiB, `RSS ${(before.rss / MiB).toFixed(1)} -> ${(after.rss / MiB).toFixed(1)} MiB (${Math.round(ms)} ms for ${COUNT})`)
+    // Shared memory still resident would be segments kept mapped: none may be.
+    t.ok(after.rssShmem - before.rssShmem < MiB, `resident shared memory ${(before.rssShmem / MiB).toFixed(1)} -> ${(after.rssShmem / MiB).toFixed(1)} MiB`)
+    // Private memory: the allocator and V8 keep some of what they freed
+    // (up to ~7 KiB a cycle on Node 24, under 1 KiB on Node 20, flattening
+    // as cycles go on); a ring or header leaked per cycle would be 40+ MiB.
+    t.ok(after.rss - before.rss < 128 * MiB, `RSS ${(before.rss / MiB).toFixed(1)} -> ${(after.rss / MiB).toFixed(1)} MiB (${Math.round(ms)} ms for ${COUNT})`)
     await peer.end()
   })
 }
