@@ -41,7 +41,15 @@ for (const way of WAYS) {
       t.equal(round.error, 'error' in way ? way.error : undefined, `worker ${i + 1} error event`)
       t.equal(round.mark, i + 1, 'the worker wrote the shared region')
       t.equal(round.received, `hello from worker ${i + 1}`, 'its message arrived')
-      t.equal(round.afterExit, 'ERR_PEER_DEAD', 'then its end reads as dead')
+      if (way.how === 'end') {
+        // A worker that runs out of work drops its producer: a collection in
+        // the worker before its environment ends closes the end (a forgotten
+        // end is closed), else the thread-exit mark makes it dead. Either way
+        // the consumer sees the producer gone.
+        t.ok(['ERR_PEER_DEAD', 'ERR_CHANNEL_CLOSED'].includes(String(round.afterExit)), `then its end reads as dead or closed: ${round.afterExit}`)
+      } else {
+        t.equal(round.afterExit, 'ERR_PEER_DEAD', 'then its end reads as dead')
+      }
       t.equal(round.woken, 0, 'its pending wait ended with it: nothing is parked on the word any more')
     })
   })
