@@ -24,6 +24,7 @@ const cacheRoot = process.env.SHM_CHANNEL_NODE_CACHE ||
 function nodeDir (arch, major) {
   const dir = path.join(cacheRoot, `linux-${arch}-${major}`)
   if (fs.existsSync(path.join(dir, 'bin', 'node'))) return dir
+  fs.mkdirSync(path.dirname(cacheRoot), { recursive: true })
   const scratch = fs.mkdtempSync(path.join(cacheRoot + '-'))
   try {
     const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
