@@ -1,12 +1,31 @@
 # The test files of each CI tier, in one place (sourced by .ci/run).
 # Paths are relative to the repository root; globs are expanded there.
 
-# Default tier: every Node of the matrix on x64 (npm test runs the same
-# files: every test file but the slow tier's).
+# Default tier: every test file but the slow tier's (npm test runs the same
+# files). It runs whole on DEFAULT_TIER_FULL_NODE (x64).
 shopt -s globstar
 DEFAULT_TIER=()
 for file in test/**/*.test.ts; do
   case $file in test/slow/*) ;; *) DEFAULT_TIER+=("$file") ;; esac
+done
+DEFAULT_TIER_FULL_NODE=24
+
+# On the other Nodes of the matrix (x64), the default tier less the long
+# files that exercise only the protocol's JavaScript over the same native
+# calls (peer-death detection, crashes mid-write, backpressure, corrupt and
+# hostile segments): what differs between Nodes is the addon's build, its
+# Node-API and V8 surface, garbage collection and worker threads, and every
+# file that touches those runs on every Node.
+ONCE_ONLY=(
+  test/channel/crash.peer-death.test.ts
+  test/channel/crash.in-flight.test.ts
+  test/channel/backpressure.test.ts
+  test/channel/segment.corrupt.test.ts
+  test/security.test.ts
+)
+MATRIX_TIER=()
+for file in "${DEFAULT_TIER[@]}"; do
+  [[ " ${ONCE_ONLY[*]} " == *" $file "* ]] || MATRIX_TIER+=("$file")
 done
 
 # Slow tier: long stress and soak runs, on one Node (SLOW_TIER_NODE).
