@@ -311,17 +311,46 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     }
   }
 
-  /** Messages until the producer closes the channel (or this end is closed). */
-  async * [Symbol.asyncIterator] (): AsyncIterator<T> {
-    for (;;) {
-      let value: T
-      try {
-        value = await this.receive()
-      } catch (err) {
-        if ((err as ShmChannelError).code === 'ERR_CHANNEL_CLOSED') return
-        throw err
-      }
-      yield value
+  /**
+   * Messages until the producer closes the channel (or this end is closed).
+   * A hand-written iterator, not an async generator: while messages are
+   * waiting, each next() reads one straight from the ring and returns an
+   * already-settled promise, so a `for await` loop drains the ring without a
+   * wait, a timer or a system call; only an empty ring goes through receive().
+   * It ends (done) on ERR_CHANNEL_CLOSED; after it ends or throws, next()
+   * stays done, as a generator's does.
+   */
+  [Symbol.asyncIterator] (): AsyncIterator<T> {
+    let finished = false
+    const done = (): IteratorReturnResult<undefined> => {
+      finished = true
+      return { done: true, value: undefined }
+    }
+    const fail = (err: unknown): IteratorReturnResult<undefined> => {
+      if ((err as ShmChannelError).code === 'ERR_CHANNEL_CLOSED') return done()
+      finished = true
+      throw err
+    }
+    return {
+      next: (): Promise<IteratorResult<T>> => {
+        if (finished) return Promise.resolve({ done: true, value: undefined })
+        // A receive() still pending goes first: messages keep call order.
+        if (this.#receiving === undefined) {
+          try {
+            const next = this.#next()
+            if (next === END) return Promise.resolve(done())
+            if (next !== NOTHING) return Promise.resolve({ done: false, value: next })
+          } catch (err) {
+            try {
+              return Promise.resolve(fail(err))
+            } catch (thrown) {
+              return Promise.reject(thrown)
+            }
+          }
+        }
+        return this.receive().then((value) => ({ done: false, value }), fail)
+      },
+      return: (): Promise<IteratorResult<T>> => Promise.resolve(done())
     }
   }
 

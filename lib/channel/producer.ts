@@ -122,13 +122,16 @@ export class Producer<T = unknown> {
     return true
   }
 
+  /** The microtask that publishes the sends of one tick: made once, not per tick. */
+  readonly #publishTask = (): void => {
+    this.#publishScheduled = false
+    if (!this.#end.closed) this.#publish()
+  }
+
   #schedulePublish (): void {
     if (this.#publishScheduled) return
     this.#publishScheduled = true
-    queueMicrotask(() => {
-      this.#publishScheduled = false
-      if (!this.#end.closed) this.#publish()
-    })
+    queueMicrotask(this.#publishTask)
   }
 
   /**
