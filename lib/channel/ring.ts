@@ -264,7 +264,12 @@ export class RingProducer extends RingEnd {
     // Load after store, both sequentially consistent: either this load sees
     // the consumer's parked flag, or the consumer's re-check after setting
     // the flag sees the position just stored. A wake-up cannot be lost.
-    if (Atomics.load(h, CONSUMER_PARKED_WORD) !== 0) {
+    // The exchange takes the flag down with the wake: publishes that follow
+    // before the woken consumer runs (its wake-up goes through its event
+    // loop) see it down and make no system call. One wake per park, not one
+    // per message. (A plain load first: the flag's line stays shared while
+    // the consumer is awake.)
+    if (Atomics.load(h, CONSUMER_PARKED_WORD) !== 0 && Atomics.exchange(h, CONSUMER_PARKED_WORD, 0) !== 0) {
       this.wakeConsumer()
       return true
     }
@@ -547,8 +552,8 @@ export class RingConsumer extends RingEnd {
     storeU64(h, BYTES_RECEIVED_WORD, this.#bytesReceived)
     this.#released = this.#position
     Atomics.store(h, CONSUMER_POSITION_WORD, this.#position | 0)
-    // Same pairing as RingProducer.publish, mirrored.
-    if (Atomics.load(h, PRODUCER_PARKED_WORD) !== 0) {
+    // Same pairing as RingProducer.publish, mirrored (one wake per park).
+    if (Atomics.load(h, PRODUCER_PARKED_WORD) !== 0 && Atomics.exchange(h, PRODUCER_PARKED_WORD, 0) !== 0) {
       this.wakeProducer()
       return true
     }
