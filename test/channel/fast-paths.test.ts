@@ -121,6 +121,23 @@ t.test('for await and receive()', async (t) => {
     t.equal(await p, 'here')
   })
 
+  t.test('the receive() right after one that had to wait takes the fast path again', async (t) => {
+    const { producer, consumer } = pair<number>(t)
+    const first = consumer.receive()
+    t.notOk(await settledAtOnce(first), 'the first waits on an empty ring')
+    producer.trySend(1)
+    producer.trySend(2)
+    // Straight after the first settles, as `await consumer.receive()` in a loop does.
+    const value = await first
+    const second = consumer.receive()
+    t.equal(value, 1)
+    t.ok(await settledAtOnce(second), 'the second, with a message waiting, is settled at once')
+    t.equal(await second, 2)
+    const iterated = consumer[Symbol.asyncIterator]().next()
+    producer.trySend(3)
+    t.same(await within(10_000, iterated, 'next'), { done: false, value: 3 })
+  })
+
   t.test('a receive() still waiting is served before the iterator, and calls mixed in one tick keep their order', async (t) => {
     const { producer, consumer } = pair<number>(t)
     const iterator = consumer[Symbol.asyncIterator]()
