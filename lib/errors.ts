@@ -30,6 +30,8 @@ export type ErrorCode =
   | 'ERR_BUSY'
   /** This platform lacks what the call needs. */
   | 'ERR_UNSUPPORTED'
+  /** An optional peer dependency that the call needs is not installed (the msgpack codec needs msgpackr). */
+  | 'ERR_MISSING_DEPENDENCY'
   /**
    * A request's handler failed in the other process (lib/rpc/server.ts). The error
    * is a `RemoteError`: its message is the remote error's message, and

@@ -26,9 +26,23 @@ export function makePayloads (size, kind = 'bytes') {
   return out
 }
 
-/** First "byte" of a received message: a byte for binary payloads, char - 'a' for strings. */
+/**
+ * Sixteen small objects whose JSON is `size` bytes (at least 24), the j-th
+ * with `i: j`: what an application sends when it sends objects.
+ */
+export function makeObjects (size) {
+  const out = []
+  for (let j = 0; j < 16; j++) {
+    const base = { i: j, type: 'tick', pad: '' }
+    const pad = Math.max(0, size - JSON.stringify(base).length)
+    out.push({ ...base, pad: 'x'.repeat(pad) })
+  }
+  return out
+}
+
+/** First "byte" of a received message: a byte for binary payloads, char - 'a' for strings, `i` for objects. */
 export function firstOf (m) {
-  return typeof m === 'string' ? m.charCodeAt(0) - 97 : m[0]
+  return typeof m === 'string' ? m.charCodeAt(0) - 97 : m instanceof Uint8Array ? m[0] : m.i
 }
 
 /**

@@ -1,11 +1,13 @@
-// shm-channel, the library under test: throughput with the simple API
-// (trySend / receiveSync) and the batching, zero-copy API (cork + trySend
-// burst + uncork / readEach over what is waiting + readable()),
+// shm-channel, the library under test: throughput with the code people write
+// ("await": `await producer.send(m)` per message / `for await (const m of
+// consumer)`; "await-receive": the same sender / `await consumer.receive()`),
+// the simple API (trySend / receiveSync) and the batching, zero-copy API
+// (cork + trySend burst + uncork / readEach over what is waiting + readable()),
 // round trips over two channels, a parked consumer's CPU, and RSS under
 // backpressure.
 import crypto from 'node:crypto'
 import { Producer, Consumer, Region } from 'shm-channel'
-import { Receiver, Trips, firstOf, makePayloads, now, sleepSync, sleep } from './common.mjs'
+import { Receiver, Trips, firstOf, makeObjects, makePayloads, now, sleepSync, sleep } from './common.mjs'
 
 /** Ring size: the 1 MiB default, or larger so that a message is never fragmented (a record is at most a quarter of the ring). */
 export function capacityFor (size) {
@@ -20,6 +22,10 @@ function unlinkQuietly (name) {
 
 const kindOf = (codec) => (codec === 'json' ? 'string' : 'bytes')
 const lengthOf = (m) => m.length
+/** The sixteen messages of a run: objects for `payload: 'object'` rows (their JSON is `size` bytes), else strings or Buffers. */
+const messagesFor = (spec, codec) => (spec.payload === 'object' ? makeObjects(spec.size) : makePayloads(spec.size, kindOf(codec)))
+/** The length the receiver checks: an object's JSON length is known to be the size. */
+const receivedLength = (spec, m) => (spec.payload === 'object' ? spec.size : m.length)
 
 // ------------------------------------------------------------ A side ----
 
@@ -32,11 +38,18 @@ export async function a (spec, ctx) {
     const producer = Producer.open(name, opts)
     const b = ctx.forkB(spec)
     await ctx.nextMessage(b, 'ready')
-    const pl = makePayloads(spec.size, kindOf(opts.codec))
+    const pl = messagesFor(spec, opts.codec)
     const end = now() + spec.seconds * 1000
     const mask = spec.size >= 4096 ? 0 : 255
     let i = 0
-    if (spec.variant === 'batch') {
+    if (spec.variant === 'await' || spec.variant === 'await-receive') {
+      // What a Node user writes: one awaited send per message.
+      for (;;) {
+        if ((i & mask) === 0 && now() > end) break
+        await producer.send(pl[i & 15])
+        i++
+      }
+    } else if (spec.variant === 'batch') {
       const burst = Math.max(1, Math.min(256, Math.floor((64 << 10) / Math.max(spec.size, 1))))
       for (;;) {
         if (now() > end) break
@@ -108,7 +121,14 @@ export async function b (spec, ctx) {
     ctx.send({ type: 'ready' })
     const rx = new Receiver(spec.size, spec.seconds)
     try {
-      if (spec.variant === 'batch') {
+      if (spec.variant === 'await') {
+        for await (const m of consumer) rx.add(receivedLength(spec, m), firstOf(m))
+      } else if (spec.variant === 'await-receive') {
+        for (;;) {
+          const m = await consumer.receive()
+          rx.add(receivedLength(spec, m), firstOf(m))
+        }
+      } else if (spec.variant === 'batch') {
         // Like the Unix socket's frame parser: each message as (buffer, start, end), no object per message.
         const onMessage = (buf, start, end) => rx.add(end - start, buf[start])
         for (;;) {
@@ -116,8 +136,8 @@ export async function b (spec, ctx) {
         }
       } else {
         for (;;) {
-          const m = /** @type {Buffer} */ (consumer.receiveSync())
-          rx.add(m.length, firstOf(m))
+          const m = consumer.receiveSync()
+          rx.add(receivedLength(spec, m), firstOf(m))
         }
       }
     } catch (err) {

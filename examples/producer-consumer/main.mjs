@@ -1,9 +1,11 @@
-// The producer/consumer demo: forks a consumer process, streams messages to it
-// through a shm-channel, then measures round trips over a second channel back.
+// The producer/consumer demo: forks a consumer process and streams messages
+// to it through shm-channel twice, first with the code people write
+// (`await producer.send(m)` / `for await (const m of consumer)`), then with
+// the batch API (cork + trySend / readEach), then measures round trips over
+// a second channel back.
 //
 //   node examples/producer-consumer/main.mjs [--count N] [--size BYTES] [--round-trips N]
 import { fork } from 'node:child_process'
-import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { Producer, Consumer } from 'shm-channel'
 
@@ -20,6 +22,7 @@ const roundTrips = Number(args['round-trips'])
 
 const name = `demo-${process.pid}`
 const stream = Producer.open(`${name}-stream`, { codec: 'bytes' })
+const batch = Producer.open(`${name}-batch`, { codec: 'bytes' })
 const pings = Producer.open(`${name}-ping`, { codec: 'bytes' })
 const pongs = Consumer.open(`${name}-pong`, { codec: 'bytes' })
 
@@ -30,31 +33,43 @@ const fromChild = (type) => new Promise((resolve, reject) => {
   child.once('exit', (code) => reject(new Error(`consumer exited with code ${code}`)))
 })
 
-await fromChild('ready')
-console.log(`streaming ${count.toLocaleString()} messages of ${size} bytes to consumer pid ${child.pid}`)
+function report (result) {
+  const seconds = result.ms / 1000
+  console.log(`consumer received ${result.received.toLocaleString()} messages in order: ${result.inOrder}`)
+  console.log(`  ${(result.received / seconds / 1e6).toFixed(2)} M msg/s, ${(result.received * size / seconds / 1e6).toFixed(0)} MB/s`)
+}
 
-// Stream: trySend while there is room; send() waits when the ring is full.
+await fromChild('ready')
 const message = Buffer.alloc(size)
-const started = performance.now()
-let sent = 0
-const progress = setInterval(() => {
-  const s = (performance.now() - started) / 1000
-  console.log(`  sent ${sent.toLocaleString()} (${(sent / s / 1e6).toFixed(2)} M msg/s)`)
-}, 500)
-while (sent < count) {
-  const batchEnd = Math.min(count, sent + 65536)
-  for (; sent < batchEnd; sent++) {
-    message.writeUInt32LE(sent, 0)
-    if (!stream.trySend(message)) await stream.send(message)
-  }
-  await yieldToLoop() // let the progress timer run
+
+// 1. What a Node user writes: one awaited send per message, `for await` on the other side.
+console.log(`streaming ${count.toLocaleString()} messages of ${size} bytes to consumer pid ${child.pid}`)
+console.log('  producer: for (...) await producer.send(message)  /  consumer: for await (const m of consumer)')
+for (let sent = 0; sent < count; sent++) {
+  message.writeUInt32LE(sent, 0)
+  await stream.send(message)
 }
 stream.close()
-clearInterval(progress)
-const result = await fromChild('stream-done')
-const seconds = result.ms / 1000
-console.log(`consumer received ${result.received.toLocaleString()} messages in order: ${result.inOrder}`)
-console.log(`  ${(result.received / seconds / 1e6).toFixed(2)} M msg/s, ${(result.received * size / seconds / 1e6).toFixed(0)} MB/s`)
+report(await fromChild('stream-done'))
+
+// 2. The batch API: many messages per publish, read in place.
+console.log(`streaming ${count.toLocaleString()} messages of ${size} bytes again with the batch API`)
+console.log('  producer: cork(); trySend(message) ...; uncork()  /  consumer: readEach((bytes, start, end) => ...)')
+for (let sent = 0; sent < count;) {
+  batch.cork()
+  const burstEnd = Math.min(count, sent + 256)
+  for (; sent < burstEnd; sent++) {
+    message.writeUInt32LE(sent, 0)
+    if (!batch.trySend(message)) break
+  }
+  batch.uncork()
+  if (sent < burstEnd) { // the ring was full: wait for room for this one
+    await batch.send(message)
+    sent++
+  }
+}
+batch.close()
+report(await fromChild('batch-done'))
 
 // Round trips: ping over one channel, pong back over another.
 console.log(`measuring ${roundTrips.toLocaleString()} round trips (64 bytes, adaptive waiting)`)

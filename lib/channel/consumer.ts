@@ -31,6 +31,13 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
   readonly #releaseBatch: number
   readonly #closer = new AbortController()
   #receiving: Promise<unknown> | undefined
+  /**
+   * Receives that have not taken their message (or failed) yet. Counted down
+   * in the code that settles each one, before its caller's continuation
+   * runs, so the receive that follows a slow one takes the fast path when a
+   * message is waiting (#receiving is cleared only some microtasks later).
+   */
+  #pending = 0
   readonly #spec: WaitSpec
 
   private constructor (end: End, options: ConsumerOptions<T>) {
@@ -221,7 +228,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
 
   /** The next message, waiting without blocking the event loop. Rejects with ERR_CHANNEL_CLOSED once the producer closed and everything was read. */
   receive (options: WaitOptions = {}): Promise<T> {
-    if (this.#receiving === undefined) {
+    if (this.#pending === 0) {
       // Fast path: a message is already there.
       try {
         if (options.timeout !== undefined) checkTimeout('timeout', options.timeout)
@@ -232,15 +239,24 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
         return Promise.reject(err)
       }
     }
-    const previous = this.#receiving
+    const previous = this.#pending === 0 ? undefined : this.#receiving
+    this.#pending++
+    let counted = true
+    const done = (): void => {
+      if (!counted) return
+      counted = false
+      this.#pending--
+    }
     let p: Promise<T>
     let turn: Promise<unknown>
     if (previous === undefined) {
-      p = this.#receiveSlow(options)
+      p = this.#receiveSlow(options, done)
       turn = p
     } else {
-      [p, turn] = this.#receiveAfter(previous, options)
+      [p, turn] = this.#receiveAfter(previous, options, done)
     }
+    // However this receive ends, it stops counting (done is idempotent).
+    void turn.then(done, done)
     const tracked: Promise<unknown> = turn.then(() => {}, () => {})
     this.#receiving = tracked
     void tracked.then(() => { if (this.#receiving === tracked) this.#receiving = undefined })
@@ -253,7 +269,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
    * never takes a message. Returns the receive, and its turn, which ends no
    * sooner than the previous one's, so receives take messages in call order.
    */
-  #receiveAfter (previous: Promise<unknown>, options: WaitOptions): [Promise<T>, Promise<unknown>] {
+  #receiveAfter (previous: Promise<unknown>, options: WaitOptions, done: () => void): [Promise<T>, Promise<unknown>] {
     let turn: Promise<unknown> = previous
     const p = new Promise<T>((resolve, reject) => {
       const timeout = checkTimeout('timeout', options.timeout)
@@ -268,6 +284,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
       }
       const expire = (err: Error): void => {
         expired = true
+        done()
         cleanup()
         reject(err)
       }
@@ -275,7 +292,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
         if (expired) return
         cleanup()
         try {
-          resolve(await this.#receiveSlow(options, deadline))
+          resolve(await this.#receiveSlow(options, done, deadline))
         } catch (err) {
           reject(err)
         }
@@ -288,12 +305,14 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     return [p, turn]
   }
 
-  async #receiveSlow (options: WaitOptions, deadline?: number): Promise<T> {
-    const timeout = checkTimeout('timeout', options.timeout)
-    deadline ??= performance.now() + timeout
-    const link = options.signal === undefined ? undefined : linkSignals(this.#closer.signal, options.signal)
-    const signal = link?.signal ?? this.#closer.signal
+  /** Waits for and takes a message; calls `done` once it has (or has failed), before its promise settles. */
+  async #receiveSlow (options: WaitOptions, done: () => void, deadline?: number): Promise<T> {
+    let link: ReturnType<typeof linkSignals> | undefined
     try {
+      const timeout = checkTimeout('timeout', options.timeout)
+      deadline ??= performance.now() + timeout
+      link = options.signal === undefined ? undefined : linkSignals(this.#closer.signal, options.signal)
+      const signal = link?.signal ?? this.#closer.signal
       for (;;) {
         const next = this.#next()
         if (next === END) throw ended()
@@ -308,20 +327,50 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
       }
     } finally {
       link?.unlink()
+      done()
     }
   }
 
-  /** Messages until the producer closes the channel (or this end is closed). */
-  async * [Symbol.asyncIterator] (): AsyncIterator<T> {
-    for (;;) {
-      let value: T
-      try {
-        value = await this.receive()
-      } catch (err) {
-        if ((err as ShmChannelError).code === 'ERR_CHANNEL_CLOSED') return
-        throw err
-      }
-      yield value
+  /**
+   * Messages until the producer closes the channel (or this end is closed).
+   * A hand-written iterator, not an async generator: while messages are
+   * waiting, each next() reads one straight from the ring and returns an
+   * already-settled promise, so a `for await` loop drains the ring without a
+   * wait, a timer or a system call; only an empty ring goes through receive().
+   * It ends (done) on ERR_CHANNEL_CLOSED; after it ends or throws, next()
+   * stays done, as a generator's does.
+   */
+  [Symbol.asyncIterator] (): AsyncIterator<T> {
+    let finished = false
+    const done = (): IteratorReturnResult<undefined> => {
+      finished = true
+      return { done: true, value: undefined }
+    }
+    const fail = (err: unknown): IteratorReturnResult<undefined> => {
+      if ((err as ShmChannelError).code === 'ERR_CHANNEL_CLOSED') return done()
+      finished = true
+      throw err
+    }
+    return {
+      next: (): Promise<IteratorResult<T>> => {
+        if (finished) return Promise.resolve({ done: true, value: undefined })
+        // A receive() still pending goes first: messages keep call order.
+        if (this.#pending === 0) {
+          try {
+            const next = this.#next()
+            if (next === END) return Promise.resolve(done())
+            if (next !== NOTHING) return Promise.resolve({ done: false, value: next })
+          } catch (err) {
+            try {
+              return Promise.resolve(fail(err))
+            } catch (thrown) {
+              return Promise.reject(thrown)
+            }
+          }
+        }
+        return this.receive().then((value) => ({ done: false, value }), fail)
+      },
+      return: (): Promise<IteratorResult<T>> => Promise.resolve(done())
     }
   }
 

@@ -24,6 +24,37 @@ import { CHANNEL, checkSegment } from './segment'
 
 const MAX_LENGTH = constants.MAX_LENGTH
 
+// What the hot paths below use of the layout, bound once as module constants.
+// A constant here compiles to an immediate; a property of the layout module is
+// a load from its CommonJS exports object each time, and that object is in
+// dictionary mode (its re-exports are accessors), so each load is a hash
+// lookup. Reading them through `L.` on every message made trySend/receiveSync
+// at 64 B about half as fast (docs/performance.md, "Layout constants").
+const BYTES_RECEIVED_WORD = L.word(L.BYTES_RECEIVED_OFFSET)
+const BYTES_SENT_WORD = L.word(L.BYTES_SENT_OFFSET)
+const CONSUMER_PARKED_WORD = L.word(L.CONSUMER_PARKED_OFFSET)
+const CONSUMER_POSITION_WORD = L.word(L.CONSUMER_POSITION_OFFSET)
+const CONSUMER_WAKEUPS_WORD = L.word(L.CONSUMER_WAKEUPS_OFFSET)
+const MESSAGES_RECEIVED_WORD = L.word(L.MESSAGES_RECEIVED_OFFSET)
+const MESSAGES_SENT_WORD = L.word(L.MESSAGES_SENT_OFFSET)
+const PRODUCER_PARKED_WORD = L.word(L.PRODUCER_PARKED_OFFSET)
+const PRODUCER_POSITION_WORD = L.word(L.PRODUCER_POSITION_OFFSET)
+const PRODUCER_WAKEUPS_WORD = L.word(L.PRODUCER_WAKEUPS_OFFSET)
+const TIMES_FULL_WORD = L.word(L.TIMES_FULL_OFFSET)
+const FLAG_BEGIN = L.FLAG_BEGIN
+const FLAG_END = L.FLAG_END
+const FRAGMENT_TOTAL_SIZE = L.FRAGMENT_TOTAL_SIZE
+const RECORD_ALIGNMENT = L.RECORD_ALIGNMENT
+const RECORD_HEADER_SIZE = L.RECORD_HEADER_SIZE
+const TYPE_DATA = L.TYPE_DATA
+const TYPE_MASK = L.TYPE_MASK
+const TYPE_PADDING = L.TYPE_PADDING
+const HEADER_SIZE = L.HEADER_SIZE
+/** L.alignRecord with the constants above: the layout's own reads its module's exports. */
+function alignRecord (payloadLength: number): number {
+  return (payloadLength + RECORD_HEADER_SIZE + RECORD_ALIGNMENT - 1) & ~(RECORD_ALIGNMENT - 1)
+}
+
 /**
  * The most a consumer allocates ahead of the bytes that fill it while it
  * reassembles a fragmented message: a peer's announced length is a claim, not
@@ -57,9 +88,9 @@ class RingEnd {
     this.capacity = capacity
     this.mask = capacity - 1
     this.maxRecordPayload = L.maxRecordPayload(capacity)
-    this.header = new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
-    this.bytes = Buffer.from(buffer, L.HEADER_SIZE, capacity)
-    this.words = new Int32Array(buffer, L.HEADER_SIZE, capacity / 4)
+    this.header = new Int32Array(buffer, 0, HEADER_SIZE / 4)
+    this.bytes = Buffer.from(buffer, HEADER_SIZE, capacity)
+    this.words = new Int32Array(buffer, HEADER_SIZE, capacity / 4)
   }
 }
 
@@ -80,13 +111,13 @@ export class RingProducer extends RingEnd {
   constructor (buffer: SharedArrayBuffer) {
     super(buffer)
     const h = this.header
-    this.#position = Atomics.load(h, L.word(L.PRODUCER_POSITION_OFFSET)) >>> 0
+    this.#position = Atomics.load(h, PRODUCER_POSITION_WORD) >>> 0
     this.#published = this.#position
-    this.#consumerCache = Atomics.load(h, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
-    this.#messages = loadU64(h, L.word(L.MESSAGES_SENT_OFFSET))
-    this.#bytesSent = loadU64(h, L.word(L.BYTES_SENT_OFFSET))
-    this.#timesFull = h[L.word(L.TIMES_FULL_OFFSET)] >>> 0
-    this.#wakeups = h[L.word(L.CONSUMER_WAKEUPS_OFFSET)] >>> 0
+    this.#consumerCache = Atomics.load(h, CONSUMER_POSITION_WORD) >>> 0
+    this.#messages = loadU64(h, MESSAGES_SENT_WORD)
+    this.#bytesSent = loadU64(h, BYTES_SENT_WORD)
+    this.#timesFull = h[TIMES_FULL_WORD] >>> 0
+    this.#wakeups = h[CONSUMER_WAKEUPS_WORD] >>> 0
   }
 
   /**
@@ -96,18 +127,18 @@ export class RingProducer extends RingEnd {
    * when the cached one says there is no room.
    */
   #reserve (payloadLength: number): number {
-    const size = L.alignRecord(payloadLength)
+    const size = alignRecord(payloadLength)
     let index = this.#position & this.mask
     const toEnd = this.capacity - index
     const needed = size <= toEnd ? size : toEnd + size
     if (needed > this.capacity - ((this.#position - this.#consumerCache) >>> 0)) {
-      this.#consumerCache = Atomics.load(this.header, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+      this.#consumerCache = Atomics.load(this.header, CONSUMER_POSITION_WORD) >>> 0
       if (needed > this.capacity - ((this.#position - this.#consumerCache) >>> 0)) return -1
     }
     if (size > toEnd) {
       const w = index >>> 2
-      this.words[w] = toEnd - L.RECORD_HEADER_SIZE
-      this.words[w + 1] = L.TYPE_PADDING
+      this.words[w] = toEnd - RECORD_HEADER_SIZE
+      this.words[w + 1] = TYPE_PADDING
       this.#position = (this.#position + toEnd) >>> 0
       index = 0
     }
@@ -128,13 +159,13 @@ export class RingProducer extends RingEnd {
     if (index === -1) return null
     this.#claimIndex = index
     this.#claimLength = length
-    const start = index + L.RECORD_HEADER_SIZE
+    const start = index + RECORD_HEADER_SIZE
     return this.bytes.subarray(start, start + length)
   }
 
   /** Finishes the open claim as a message of `length` bytes (default: all claimed). */
   commit (length: number = this.#claimLength): void {
-    this.#commitRecord(length, L.FLAG_BEGIN | L.FLAG_END)
+    this.#commitRecord(length, FLAG_BEGIN | FLAG_END)
     this.#messages++
     this.#bytesSent += length
   }
@@ -145,8 +176,8 @@ export class RingProducer extends RingEnd {
     if (!(length >= 0 && length <= this.#claimLength)) throw outOfRange('length', `an integer from 0 to the ${this.#claimLength} bytes claimed`, length)
     const w = index >>> 2
     this.words[w] = length
-    this.words[w + 1] = L.TYPE_DATA | flags
-    this.#position = (this.#position + L.alignRecord(length)) >>> 0
+    this.words[w + 1] = TYPE_DATA | flags
+    this.#position = (this.#position + alignRecord(length)) >>> 0
     this.#claimIndex = -1
   }
 
@@ -162,7 +193,7 @@ export class RingProducer extends RingEnd {
     const total = message.length
     if (total <= this.maxRecordPayload) throw outOfRange('message.length', `over maxRecordPayload (${this.maxRecordPayload}) for writeFragments; use tryWrite`, total)
     while (offset < total) {
-      const prefix = offset === 0 ? L.FRAGMENT_TOTAL_SIZE : 0
+      const prefix = offset === 0 ? FRAGMENT_TOTAL_SIZE : 0
       const chunk = Math.min(this.maxRecordPayload - prefix, total - offset)
       const view = this.claim(prefix + chunk)
       if (view === null) break
@@ -171,7 +202,7 @@ export class RingProducer extends RingEnd {
       }
       view.set(message.subarray(offset, offset + chunk), prefix)
       const last = offset + chunk === total
-      this.#commitRecord(prefix + chunk, (offset === 0 ? L.FLAG_BEGIN : 0) | (last ? L.FLAG_END : 0))
+      this.#commitRecord(prefix + chunk, (offset === 0 ? FLAG_BEGIN : 0) | (last ? FLAG_END : 0))
       offset += chunk
     }
     if (offset === total) {
@@ -183,9 +214,9 @@ export class RingProducer extends RingEnd {
 
   /** Ring bytes a message of `length` bytes takes at most, padding included. */
   footprint (length: number): number {
-    if (length <= this.maxRecordPayload) return 2 * L.alignRecord(length)
-    const fragments = Math.ceil((length + L.FRAGMENT_TOTAL_SIZE) / this.maxRecordPayload)
-    return length + L.FRAGMENT_TOTAL_SIZE + fragments * (L.RECORD_HEADER_SIZE + L.RECORD_ALIGNMENT) + this.capacity / 4
+    if (length <= this.maxRecordPayload) return 2 * alignRecord(length)
+    const fragments = Math.ceil((length + FRAGMENT_TOTAL_SIZE) / this.maxRecordPayload)
+    return length + FRAGMENT_TOTAL_SIZE + fragments * (RECORD_HEADER_SIZE + RECORD_ALIGNMENT) + this.capacity / 4
   }
 
   /** Drops the open claim; nothing of it is ever seen. */
@@ -203,11 +234,11 @@ export class RingProducer extends RingEnd {
     }
     const index = this.#reserve(length)
     if (index === -1) return false
-    this.bytes.set(message, index + L.RECORD_HEADER_SIZE)
+    this.bytes.set(message, index + RECORD_HEADER_SIZE)
     const w = index >>> 2
     this.words[w] = length
-    this.words[w + 1] = L.TYPE_DATA | L.FLAG_BEGIN | L.FLAG_END
-    this.#position = (this.#position + L.alignRecord(length)) >>> 0
+    this.words[w + 1] = TYPE_DATA | FLAG_BEGIN | FLAG_END
+    this.#position = (this.#position + alignRecord(length)) >>> 0
     this.#messages++
     this.#bytesSent += length
     return true
@@ -225,15 +256,20 @@ export class RingProducer extends RingEnd {
   publish (): boolean {
     if (this.#position === this.#published) return false
     const h = this.header
-    storeU64(h, L.word(L.MESSAGES_SENT_OFFSET), this.#messages)
-    storeU64(h, L.word(L.BYTES_SENT_OFFSET), this.#bytesSent)
+    storeU64(h, MESSAGES_SENT_WORD, this.#messages)
+    storeU64(h, BYTES_SENT_WORD, this.#bytesSent)
     this.#published = this.#position
     // The release: every record byte above is written before this store.
-    Atomics.store(h, L.word(L.PRODUCER_POSITION_OFFSET), this.#position | 0)
+    Atomics.store(h, PRODUCER_POSITION_WORD, this.#position | 0)
     // Load after store, both sequentially consistent: either this load sees
     // the consumer's parked flag, or the consumer's re-check after setting
     // the flag sees the position just stored. A wake-up cannot be lost.
-    if (Atomics.load(h, L.word(L.CONSUMER_PARKED_OFFSET)) !== 0) {
+    // The exchange takes the flag down with the wake: publishes that follow
+    // before the woken consumer runs (its wake-up goes through its event
+    // loop) see it down and make no system call. One wake per park, not one
+    // per message. (A plain load first: the flag's line stays shared while
+    // the consumer is awake.)
+    if (Atomics.load(h, CONSUMER_PARKED_WORD) !== 0 && Atomics.exchange(h, CONSUMER_PARKED_WORD, 0) !== 0) {
       this.wakeConsumer()
       return true
     }
@@ -242,40 +278,40 @@ export class RingProducer extends RingEnd {
 
   /** Wakes a parked consumer (used by publish and by close). */
   wakeConsumer (): void {
-    this.header[L.word(L.CONSUMER_WAKEUPS_OFFSET)] = ++this.#wakeups
-    wake(this.header, L.word(L.PRODUCER_POSITION_OFFSET), 1)
+    this.header[CONSUMER_WAKEUPS_WORD] = ++this.#wakeups
+    wake(this.header, PRODUCER_POSITION_WORD, 1)
   }
 
   /** Counts a time the producer found the ring full and had to wait. */
   noteFull (): void {
-    this.header[L.word(L.TIMES_FULL_OFFSET)] = ++this.#timesFull
+    this.header[TIMES_FULL_WORD] = ++this.#timesFull
   }
 
   /** Bytes free for records now (reads the consumer's position). */
   get freeBytes (): number {
-    this.#consumerCache = Atomics.load(this.header, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+    this.#consumerCache = Atomics.load(this.header, CONSUMER_POSITION_WORD) >>> 0
     return this.capacity - ((this.#position - this.#consumerCache) >>> 0)
   }
 
   /** True once everything published has been released by the consumer (reads the consumer's position). */
   get drained (): boolean {
-    this.#consumerCache = Atomics.load(this.header, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+    this.#consumerCache = Atomics.load(this.header, CONSUMER_POSITION_WORD) >>> 0
     return this.#consumerCache === this.#published
   }
 
   /** True when a record of `payloadLength` bytes would fit now (reads the consumer's position). */
   hasRoomFor (payloadLength: number): boolean {
-    const size = L.alignRecord(payloadLength)
+    const size = alignRecord(payloadLength)
     const index = this.#position & this.mask
     const toEnd = this.capacity - index
     const needed = size <= toEnd ? size : toEnd + size
-    this.#consumerCache = Atomics.load(this.header, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+    this.#consumerCache = Atomics.load(this.header, CONSUMER_POSITION_WORD) >>> 0
     return needed <= this.capacity - ((this.#position - this.#consumerCache) >>> 0)
   }
 
   /** Word the producer sleeps on while full (the consumer position) and its parked flag. */
-  static readonly WAIT_WORD = L.word(L.CONSUMER_POSITION_OFFSET)
-  static readonly PARKED_FLAG = L.word(L.PRODUCER_PARKED_OFFSET)
+  static readonly WAIT_WORD = CONSUMER_POSITION_WORD
+  static readonly PARKED_FLAG = PRODUCER_PARKED_WORD
 }
 
 /** nextRange() results. */
@@ -313,13 +349,13 @@ export class RingConsumer extends RingEnd {
   constructor (buffer: SharedArrayBuffer, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE) {
     super(buffer)
     const h = this.header
-    this.#position = Atomics.load(h, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
+    this.#position = Atomics.load(h, CONSUMER_POSITION_WORD) >>> 0
     this.#released = this.#position
     this.#producerCache = this.#position
     this.#maxMessageSize = maxMessageSize
-    this.#messages = loadU64(h, L.word(L.MESSAGES_RECEIVED_OFFSET))
-    this.#bytesReceived = loadU64(h, L.word(L.BYTES_RECEIVED_OFFSET))
-    this.#wakeups = h[L.word(L.PRODUCER_WAKEUPS_OFFSET)] >>> 0
+    this.#messages = loadU64(h, MESSAGES_RECEIVED_WORD)
+    this.#bytesReceived = loadU64(h, BYTES_RECEIVED_WORD)
+    this.#wakeups = h[PRODUCER_WAKEUPS_WORD] >>> 0
   }
 
   /** True when a record is published and not yet read (reads the producer position if the cache says empty). */
@@ -330,7 +366,7 @@ export class RingConsumer extends RingEnd {
   }
 
   #loadProducerPosition (): number {
-    const p = Atomics.load(this.header, L.word(L.PRODUCER_POSITION_OFFSET)) >>> 0
+    const p = Atomics.load(this.header, PRODUCER_POSITION_WORD) >>> 0
     const ahead = (p - this.#position) >>> 0
     if (ahead > this.capacity) throw invalid(`producer position ${p} is ${ahead} bytes ahead of the consumer at ${this.#position}`)
     return p
@@ -392,21 +428,21 @@ export class RingConsumer extends RingEnd {
       const type = this.words[w + 1] >>> 0
       const toEnd = this.capacity - index
       const available = (this.#producerCache - this.#position) >>> 0
-      if ((type & L.TYPE_MASK) === L.TYPE_PADDING) {
-        if (type !== L.TYPE_PADDING || length !== toEnd - L.RECORD_HEADER_SIZE || toEnd > available) {
+      if ((type & TYPE_MASK) === TYPE_PADDING) {
+        if (type !== TYPE_PADDING || length !== toEnd - RECORD_HEADER_SIZE || toEnd > available) {
           throw invalid(`padding record at index ${index} has length ${length} and type 0x${type.toString(16)}`)
         }
         this.#position = (this.#position + toEnd) >>> 0
         continue
       }
-      const size = L.alignRecord(length)
-      if ((type & ~(L.FLAG_BEGIN | L.FLAG_END)) !== L.TYPE_DATA || size > toEnd || size > available || length > this.maxRecordPayload) {
+      const size = alignRecord(length)
+      if ((type & ~(FLAG_BEGIN | FLAG_END)) !== TYPE_DATA || size > toEnd || size > available || length > this.maxRecordPayload) {
         throw invalid(`record at index ${index} has length ${length} and type 0x${type.toString(16)}`)
       }
-      const start = index + L.RECORD_HEADER_SIZE
+      const start = index + RECORD_HEADER_SIZE
       this.#position = (this.#position + size) >>> 0
-      const begin = (type & L.FLAG_BEGIN) !== 0
-      const end = (type & L.FLAG_END) !== 0
+      const begin = (type & FLAG_BEGIN) !== 0
+      const end = (type & FLAG_END) !== 0
       if (begin && end && this.#partialTotal === -1 && !this.#skipping) {
         this.#count(length)
         if (length > this.#maxMessageSize) {
@@ -431,9 +467,9 @@ export class RingConsumer extends RingEnd {
   #fragment (payload: Buffer, begin: boolean, end: boolean, index: number): Buffer | null {
     if (begin) {
       if (this.#partialTotal !== -1 || this.#skipping) throw invalid(`fragment at index ${index} begins a message inside another`)
-      if (end || payload.length < L.FRAGMENT_TOTAL_SIZE) throw invalid(`first fragment at index ${index} is malformed`)
+      if (end || payload.length < FRAGMENT_TOTAL_SIZE) throw invalid(`first fragment at index ${index} is malformed`)
       const total = readU64(payload, 0)
-      const first = payload.length - L.FRAGMENT_TOTAL_SIZE
+      const first = payload.length - FRAGMENT_TOTAL_SIZE
       if (total <= first) throw invalid(`fragmented message of ${total} bytes has a first fragment of ${first}`)
       if (total > this.#maxMessageSize || total > MAX_LENGTH) {
         this.#skipping = true
@@ -443,7 +479,7 @@ export class RingConsumer extends RingEnd {
       }
       this.#partialTotal = total
       this.#partialFilled = 0
-      this.#append(payload.subarray(L.FRAGMENT_TOTAL_SIZE))
+      this.#append(payload.subarray(FRAGMENT_TOTAL_SIZE))
       return null
     }
     if (this.#skipping) {
@@ -512,12 +548,12 @@ export class RingConsumer extends RingEnd {
   release (): boolean {
     if (this.#position === this.#released) return false
     const h = this.header
-    storeU64(h, L.word(L.MESSAGES_RECEIVED_OFFSET), this.#messages)
-    storeU64(h, L.word(L.BYTES_RECEIVED_OFFSET), this.#bytesReceived)
+    storeU64(h, MESSAGES_RECEIVED_WORD, this.#messages)
+    storeU64(h, BYTES_RECEIVED_WORD, this.#bytesReceived)
     this.#released = this.#position
-    Atomics.store(h, L.word(L.CONSUMER_POSITION_OFFSET), this.#position | 0)
-    // Same pairing as RingProducer.publish, mirrored.
-    if (Atomics.load(h, L.word(L.PRODUCER_PARKED_OFFSET)) !== 0) {
+    Atomics.store(h, CONSUMER_POSITION_WORD, this.#position | 0)
+    // Same pairing as RingProducer.publish, mirrored (one wake per park).
+    if (Atomics.load(h, PRODUCER_PARKED_WORD) !== 0 && Atomics.exchange(h, PRODUCER_PARKED_WORD, 0) !== 0) {
       this.wakeProducer()
       return true
     }
@@ -526,11 +562,11 @@ export class RingConsumer extends RingEnd {
 
   /** Wakes a parked producer (used by release and by close). */
   wakeProducer (): void {
-    this.header[L.word(L.PRODUCER_WAKEUPS_OFFSET)] = ++this.#wakeups
-    wake(this.header, L.word(L.CONSUMER_POSITION_OFFSET), 1)
+    this.header[PRODUCER_WAKEUPS_WORD] = ++this.#wakeups
+    wake(this.header, CONSUMER_POSITION_WORD, 1)
   }
 
   /** Word the consumer sleeps on while empty (the producer position) and its parked flag. */
-  static readonly WAIT_WORD = L.word(L.PRODUCER_POSITION_OFFSET)
-  static readonly PARKED_FLAG = L.word(L.CONSUMER_PARKED_OFFSET)
+  static readonly WAIT_WORD = PRODUCER_POSITION_WORD
+  static readonly PARKED_FLAG = CONSUMER_PARKED_WORD
 }

@@ -6,7 +6,7 @@
  */
 import t, { type Test } from 'tap'
 
-import { Consumer, Producer, codecs } from '../../lib/index'
+import { Consumer, Producer, codecs, createChannelBuffer } from '../../lib/index'
 import { pickyCodec, pointCodec, type Point } from '../support/channel-helpers'
 import { ChannelPeer, rejection, thrown } from '../support/peers'
 import { channelName, closeAtEnd, leavesNothingInDevShm } from '../support/shm'
@@ -142,6 +142,21 @@ t.test('built-in codecs carry their values intact between processes, both ways',
     t.ok(Object.is((here[5] as Float64Array)[1], -0), '-0 stays negative')
   })
 
+  t.test('msgpack: objects, arrays, binary, long strings (decoded from a copy) and fragmented values', async (t) => {
+    const values = [
+      { id: 12345, op: 'update', user: 'ada', ok: true, score: 0.75, nothing: null },
+      Array.from({ length: 100 }, (_, i) => i * 3.5),
+      { bin: Buffer.from([0, 1, 2, 255]), note: 'a string of more than thirty-two bytes, ünïcødé 😀' },
+      'x'.repeat(100),
+      [1, -1, 2 ** 40, -(2 ** 40), 0.5],
+      { big: Array.from({ length: 3000 }, (_, i) => ({ i, name: `item ${i}` })) } // fragmented
+    ]
+    const { there, here } = await roundTrip(t, peer, 'msgpack', values)
+    t.same(there.map((r) => r.value), values)
+    t.same(here, values)
+    t.ok(Buffer.isBuffer((here[2] as { bin: unknown }).bin) || (here[2] as { bin: unknown }).bin instanceof Uint8Array, 'binary stays binary')
+  })
+
   t.test('a codec object: encode and decode of its own run on each side', async (t) => {
     const values: Point[] = [
       { x: 1.5, y: -2.25, label: 'origin-ish' },
@@ -171,6 +186,18 @@ t.test('structured values own their bytes: typed arrays received keep them after
   await peer.call('closeProducer')
   consumer.close()
   t.strictSame(kept[0], make(0), 'nor when the channel closed')
+})
+
+t.test('msgpack binary values own their bytes: they keep them after the ring space is reused', async (t) => {
+  const buffer = createChannelBuffer(4096)
+  const producer = closeAtEnd(t, Producer.fromBuffer<{ seq: number, data: Uint8Array }>(buffer, { codec: 'msgpack' }))
+  const consumer = closeAtEnd(t, Consumer.fromBuffer<{ seq: number, data: Uint8Array }>(buffer, { codec: 'msgpack' }))
+  const kept: Array<{ seq: number, data: Uint8Array }> = []
+  for (let seq = 0; seq < 200; seq++) { // about ten laps of the ring
+    producer.sendSync({ seq, data: new Uint8Array(150).fill(seq & 0xff) })
+    kept.push(consumer.receiveSync())
+  }
+  t.same(kept.filter((v) => !v.data.every((b) => b === (v.seq & 0xff))).map((v) => v.seq), [], 'no received array changed')
 })
 
 t.test('a message the codec cannot decode fails its own receive with ERR_DECODE; the next one is delivered', async (t) => {
