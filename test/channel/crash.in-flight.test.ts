@@ -15,7 +15,7 @@ import { processStartTime } from '../../lib/platform/liveness'
 import { initSegment } from '../../lib/channel/segment'
 import { StreamVerifier, perfectReport } from '../support/channel-helpers'
 import { ChannelPeer, thrown, within } from '../support/peers'
-import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, unlinkIfPresent, untilParked } from '../support/shm'
+import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, untilParked } from '../support/shm'
 import { Prng, seedsFromEnv } from '../support/prng'
 
 const KiB = 1024
