@@ -11,6 +11,7 @@ import t from 'tap'
 import { Consumer, Producer, Region, createChannelBuffer } from '../../lib/index'
 import * as L from '../../lib/channel/layout'
 import { RingProducer } from '../../lib/channel/ring'
+import { makeMessage } from '../support/channel-helpers'
 import { ChannelPeer, rejection, thrown, within } from '../support/peers'
 import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, unlinkIfPresent } from '../support/shm'
 
@@ -47,6 +48,39 @@ t.test('a live end is never taken over', async (t) => {
     await second.call('closeConsumer')
     t.notOk(shmExists(name))
   })
+})
+
+t.test('regression, the split brain of issue 12: a live producer and a restarted consumer end up on the same segment, and nothing unread is lost', async (t) => {
+  const name = channelName()
+  const seed = 12
+  const producer = closeAtEnd(t, Producer.open<Uint8Array>(name, { codec: 'bytes', capacity: 64 * KiB }))
+  const first = new ChannelPeer(t)
+  await first.call('openConsumer', name, { codec: 'bytes' })
+  let sent = 0
+  const reading = first.call('receive', 1000) as Promise<Uint8Array[]>
+  while (sent < 1000) {
+    await producer.send(makeMessage(seed, sent, 256))
+    sent++
+  }
+  t.equal((await reading).length, 1000, 'the first consumer read 1000, then stalls')
+  while (producer.trySend(makeMessage(seed, sent, 256))) sent++
+  const pending = rejection(producer.send(makeMessage(seed, sent, 256)))
+  await first.kill()
+  t.equal((await within(10_000, pending, 'the pending send')).code, 'ERR_PEER_DEAD', 'the pending send learns of the death (onPeerDeath \'error\')')
+  const second = new ChannelPeer(t)
+  const opened = await second.call('openConsumer', name, { codec: 'bytes' }) as { tookOver: boolean, redelivered: number }
+  t.ok(opened.tookOver, 'the new consumer took over the same segment, not a fresh one')
+  const expected = opened.redelivered + (sent - 1000)
+  const got = await second.call('receive', expected) as Uint8Array[]
+  const seqs = got.map((m) => Buffer.from(m).readUInt32LE(0))
+  t.same(seqs, Array.from({ length: expected }, (_, i) => 1000 - opened.redelivered + i), `every unread message (${sent - 1000}), after ${opened.redelivered} redelivered`)
+  t.ok(producer.trySend(makeMessage(seed, sent, 256)), 'the live producer\'s trySend reaches the new consumer')
+  const [next] = await second.call('receive', 1) as Uint8Array[]
+  t.equal(Buffer.from(next).readUInt32LE(0), sent)
+  t.comment(`split brain regression: ${sent - 1000} messages unread at the kill, ${opened.redelivered} redelivered, 0 lost`)
+  producer.close()
+  await second.call('closeConsumer')
+  t.notOk(shmExists(name))
 })
 
 t.test('newcomers racing for one dead end: exactly one wins, the others get ERR_END_TAKEN', async (t) => {
