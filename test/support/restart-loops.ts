@@ -73,10 +73,10 @@ export async function consumerRestartLoop (t: Test, cycles: number, seed: number
   t.teardown(() => { logRegion.close(); unlinkIfPresent(logName); unlinkIfPresent(name) })
   const producer = Producer.open<Uint8Array>(name, { codec: 'bytes', capacity: 16 * KiB, onPeerDeath: 'wait', peerDeathTimeout: 60_000, peerCheckInterval: 20 })
   const counts: ConsumerLoopCounts = { cycles: 0, takeovers: 0, sent: 0, received: 0, repeats: 0, announced: 0, lost: 0, disorder: 0, torn: 0, problems: [] }
-  let stopping = false
+  const run = { stopping: false }
   // Small messages only: one that comes in fragments is released as it is reassembled (at-most-once, README "Restarts").
   const sending = (async () => {
-    while (!stopping) {
+    while (!run.stopping) {
       await producer.send(makeMessage(seed, counts.sent, 8 + random.int(400)))
       counts.sent++
     }
@@ -119,7 +119,7 @@ export async function consumerRestartLoop (t: Test, cycles: number, seed: number
     const { child, exited } = start(fixture, [name, logName, String(seed)])
     if (final) {
       await poll(() => Atomics.load(log, 1) === 1, 30_000)
-      stopping = true
+      run.stopping = true
       await sending
       await exited
     } else {
@@ -217,5 +217,105 @@ export async function producerRestartLoop (t: Test, cycles: number, seed: number
   counts.torn = report.torn
   counts.problems = report.problems
   consumer.close()
+  return counts
+}
+
+export interface BothLoopCounts {
+  cycles: number
+  producerKills: number
+  consumerKills: number
+  /** Messages the producers published (the last number + 1). */
+  published: number
+  /** Log entries across consumer incarnations, repeats included. */
+  received: number
+  /** Entries that repeated a number already received. */
+  repeats: number
+  /** Numbers below `published` never received. */
+  lost: number
+  /** An entry more than one past the highest received before it. */
+  gaps: number
+  torn: number
+  problems: string[]
+}
+
+/**
+ * Both ends restarted: a producer process and a consumer process, and each
+ * cycle SIGKILLs one of them or both at a random moment and starts them
+ * again. A new producer resumes after the last message its predecessor
+ * counted as published (it may have published one more: that one comes
+ * twice). Small messages only (see consumerRestartLoop). Checks that no
+ * number is skipped and every one arrives.
+ */
+export async function bothRestartLoop (t: Test, cycles: number, seed: number): Promise<BothLoopCounts> {
+  const [consumerFixture, producerFixture] = transpileFixtures(t, ['restart-consumer.ts', 'restart-producer.ts'])
+  const spec: SizeSpec = { min: 8, max: 600 }
+  const random = new Prng(seed)
+  const name = channelName()
+  const logName = channelName()
+  const stateName = channelName()
+  const logRegion = Region.create(logName, 4 * (LOG_START + 4_000_000))
+  const stateRegion = Region.create(stateName, 4096)
+  const log = new Int32Array(logRegion.buffer)
+  const state = new Int32Array(stateRegion.buffer)
+  t.teardown(() => { logRegion.close(); stateRegion.close(); unlinkIfPresent(logName); unlinkIfPresent(stateName); unlinkIfPresent(name) })
+  const counts: BothLoopCounts = { cycles: 0, producerKills: 0, consumerKills: 0, published: 0, received: 0, repeats: 0, lost: 0, gaps: 0, torn: 0, problems: [] }
+  const startProducer = (): { child: ChildProcess, exited: Promise<void> } => {
+    Atomics.store(state, 0, 0)
+    return start(producerFixture, [name, stateName, String(seed), JSON.stringify(spec), String(Atomics.load(state, 2)), String(random.u32())])
+  }
+  const startConsumer = (): { child: ChildProcess, exited: Promise<void> } => {
+    Atomics.store(log, 1, 0)
+    return start(consumerFixture, [name, logName, String(seed)])
+  }
+  let producer = startProducer()
+  let consumer = startConsumer()
+  for (let cycle = 0; cycle < cycles; cycle++) {
+    // One cycle in ten kills while the processes may still be starting.
+    if (!random.chance(0.1)) await poll(() => Atomics.load(state, 0) === 1 && Atomics.load(log, 1) === 1, 30_000)
+    await sleep(random.int(60))
+    const which = random.int(5) // 0, 1: producer; 2, 3: consumer; 4: both
+    if (which <= 1 || which === 4) {
+      producer.child.kill('SIGKILL')
+      await producer.exited
+      counts.producerKills++
+    }
+    if (which >= 2) {
+      consumer.child.kill('SIGKILL')
+      await consumer.exited
+      counts.consumerKills++
+    }
+    if (which <= 1 || which === 4) producer = startProducer()
+    if (which >= 2) consumer = startConsumer()
+    counts.cycles++
+  }
+  // Stop the producer, then let the consumer read everything it published.
+  producer.child.kill('SIGKILL')
+  await producer.exited
+  counts.published = Atomics.load(state, 2)
+  const highest = (): number => {
+    const n = Atomics.load(log, 0)
+    let max = -1
+    for (let i = Math.max(0, n - 64); i < n; i++) max = Math.max(max, log[LOG_START + i] >>> 0)
+    return max
+  }
+  await poll(() => highest() >= counts.published - 1, 60_000)
+  consumer.child.kill('SIGKILL')
+  await consumer.exited
+  const n = Atomics.load(log, 0)
+  const seen = new Uint8Array(counts.published + 2)
+  let max = -1
+  for (let i = 0; i < n; i++) {
+    const seq = log[LOG_START + i] >>> 0
+    counts.received++
+    if (seq > max + 1) {
+      counts.gaps++
+      if (counts.problems.length < 10) counts.problems.push(`entry ${i}: ${seq} after a highest of ${max}`)
+    }
+    if (seq < seen.length && seen[seq] === 1) counts.repeats++
+    if (seq < seen.length) seen[seq] = 1
+    max = Math.max(max, seq)
+  }
+  for (let seq = 0; seq < counts.published; seq++) if (seen[seq] === 0) counts.lost++
+  counts.torn = log[4]
   return counts
 }
