@@ -249,7 +249,8 @@ export class End {
    * the first call made once it died, at the cost of a clock read per call.
    */
   checkPeerSoon (): void {
-    const now = performance.now()
+    // Date.now(): a V8 builtin, several times cheaper than performance.now(), and whole milliseconds are enough here.
+    const now = Date.now()
     if (now < this.#nextPeerCheck) return
     this.#nextPeerCheck = now + this.#peerDeath.peerCheckInterval
     this.checkPeer()
