@@ -47,6 +47,7 @@
  *   |        time of the last producer takeover (u64, ms epoch)     | 680
  *   |        time of the last consumer takeover (u64, ms epoch)     | 688
  *   |        messages redelivered by consumer takeovers (u64)       | 696
+ *   |        redeliver until: consumer position (u32)                | 704
  *   +---------------------------------------------------------------+
  *
  * Positions count bytes and only grow, modulo 2^32; index = position & (capacity - 1).
@@ -115,6 +116,12 @@ export const CONSUMER_TAKEOVERS_OFFSET = PRODUCER_TAKEOVERS_OFFSET + 4
 export const PRODUCER_TAKEOVER_TIME_OFFSET = CONSUMER_TAKEOVERS_OFFSET + 4
 export const CONSUMER_TAKEOVER_TIME_OFFSET = PRODUCER_TAKEOVER_TIME_OFFSET + 8
 export const REDELIVERED_OFFSET = CONSUMER_TAKEOVER_TIME_OFFSET + 8
+/**
+ * Where the last consumer takeover's redelivery ended: the further of the
+ * read mark and the previous value. A consumer killed while it redelivers
+ * has moved the read mark back; its successor redelivers up to here.
+ */
+export const REDELIVER_UNTIL_OFFSET = REDELIVERED_OFFSET + 8
 
 export const HEADER_SIZE = 8 * LINE
 

@@ -53,16 +53,28 @@ export function consumerTakeover (h: Int32Array, buffer: SharedArrayBuffer): num
   return redelivered
 }
 
-/** Messages that end in [consumer position, read mark): read by the dead consumer, not released. */
+/**
+ * Messages that end in [consumer position, mark): read by a dead consumer,
+ * not released. The mark is the further of the read mark and where the
+ * previous takeover's redelivery ended (a consumer killed while it
+ * redelivers has moved the read mark back); it is kept for the next takeover.
+ * A mark behind the released position or past what was published (a 1.0
+ * segment, or an old value) counts for nothing.
+ */
 function countReadUnreleased (h: Int32Array, buffer: SharedArrayBuffer): number {
   const capacity = h[L.word(L.CAPACITY_OFFSET)] >>> 0
   let position = Atomics.load(h, L.word(L.CONSUMER_POSITION_OFFSET)) >>> 0
-  const mark = h[L.word(L.READ_MARK_OFFSET)] >>> 0
   const published = Atomics.load(h, L.word(L.PRODUCER_POSITION_OFFSET)) >>> 0
-  const span = (mark - position) >>> 0
-  // A mark behind the released position (from an earlier consumer) or past
-  // what was published (a 1.0 segment, or garbage) means nothing to redeliver.
-  if (span === 0 || span > ((published - position) >>> 0)) return 0
+  const ahead = (mark: number): number => {
+    const span = (mark - position) >>> 0
+    return span > ((published - position) >>> 0) ? 0 : span
+  }
+  const readMark = h[L.word(L.READ_MARK_OFFSET)] >>> 0
+  const previous = h[L.word(L.REDELIVER_UNTIL_OFFSET)] >>> 0
+  const span = Math.max(ahead(readMark), ahead(previous))
+  const mark = (position + span) >>> 0
+  h[L.word(L.REDELIVER_UNTIL_OFFSET)] = mark
+  if (span === 0) return 0
   const words = new Int32Array(buffer, L.HEADER_SIZE, capacity / 4)
   let messages = 0
   while (position !== mark) {

@@ -38,9 +38,10 @@ const FIELDS: ReadonlyArray<readonly [string, number, number]> = [
   ['read mark', L.READ_MARK_OFFSET, 4],
   ['producer takeovers', L.PRODUCER_TAKEOVERS_OFFSET, 4],
   ['consumer takeovers', L.CONSUMER_TAKEOVERS_OFFSET, 4],
-  ['producer takeover time', L.PRODUCER_TAKEOVER_TIME_OFFSET, 8],
-  ['consumer takeover time', L.CONSUMER_TAKEOVER_TIME_OFFSET, 8],
-  ['messages redelivered', L.REDELIVERED_OFFSET, 8]
+  ['time of the last producer takeover', L.PRODUCER_TAKEOVER_TIME_OFFSET, 8],
+  ['time of the last consumer takeover', L.CONSUMER_TAKEOVER_TIME_OFFSET, 8],
+  ['messages redelivered', L.REDELIVERED_OFFSET, 8],
+  ['redeliver until', L.REDELIVER_UNTIL_OFFSET, 4]
 ]
 
 /** Every exported *_OFFSET constant of lib/channel/layout.ts, by name. */
