@@ -186,6 +186,8 @@ t.test('a survivor polling with timeouts shorter than the peer check still learn
     t.equal(code, 'ERR_PEER_DEAD')
     t.ok(ms < DETECTION_BOUND, `noticed ${Math.round(ms)} ms after the kill`)
     producer.close()
+    t.ok(shmExists(name), 'the producer leaves the name to a replacement consumer: messages remain unread')
+    unlinkIfPresent(name)
   })
 })
 
