@@ -44,6 +44,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     this.#end = end
     const max = checkMaxMessageSize(options.maxMessageSize)
     this.#ring = new RingConsumer(end.buffer, max)
+    if (end.arrival.takenOver) this.#ring.resumeAfterTakeover()
     this.#codec = resolveCodec(options.codec)
     this.#settings = settings(options)
     this.#releaseBatch = this.#ring.capacity / 4
@@ -75,18 +76,30 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     settings(options)
     resolveCodec(options.codec)
     checkMaxMessageSize(options.maxMessageSize)
-    const end = bufferEnd(buffer, 'consumer')
+    const end = bufferEnd(buffer, 'consumer', options)
     return adopt(end, () => new Consumer<T>(end, options))
   }
 
   get name (): string | undefined { return this.#end.name }
   get closed (): boolean { return this.#end.closed }
   get capacity (): number { return this.#ring.capacity }
+  /**
+   * When this consumer took over from a dead one: how many messages that one
+   * had read but not released. They are the first this consumer receives
+   * (delivered again: at-least-once). 0 for a consumer that did not take over.
+   */
+  get redelivered (): number { return this.#end.arrival.redelivered }
+  /** True when this consumer took over the end of a consumer that died without closing. */
+  get tookOver (): boolean { return this.#end.arrival.takenOver }
 
   /** The next message, NOTHING when none is waiting, END once the producer closed and all was read. */
   #next (): T | typeof NOTHING | typeof END {
     this.#end.assertOpen()
     const ring = this.#ring
+    // Batch the hand-back of space of the messages already returned, never
+    // the one about to be: it stays unreleased until the next call, so a
+    // consumer that takes over from this one, dead, delivers it again.
+    if (ring.unreleased >= this.#releaseBatch) ring.release()
     let found = ring.nextRange()
     if (found === NONE) {
       ring.release()
@@ -107,9 +120,6 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
       }
     } catch (err) {
       throw new ShmChannelError('ERR_DECODE', `codec ${codec.name} could not decode a ${ring.lastLength}-byte message: ${(err as Error).message}`, { cause: err })
-    } finally {
-      // Batch the hand-back of space; release() also runs whenever the ring runs dry.
-      if (ring.unreleased >= this.#releaseBatch) ring.release()
     }
     return value
   }

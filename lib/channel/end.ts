@@ -5,26 +5,29 @@
  */
 import { ShmChannelError } from '../errors'
 import { wake } from '../platform/futex'
-import type { Region } from '../platform/region'
+import { Region } from '../platform/region'
 import { createOrAttach, unlinkQuietly, type JoinVerdict, type SegmentKind } from '../segment/attach'
-import { claimEnd, closeEnd, endLive, endUsedUp, markEndOnThreadExit, readEnd } from '../segment/ends'
+import { claimEnd, closeEnd, endDead, endLive, endUsedUp, markEndOnThreadExit, readEnd, takeOverEnd, type EndInfo } from '../segment/ends'
 import { checkTimeout } from '../options'
 import * as L from './layout'
-import { checkCapacity, DEFAULT_CAPACITY, type ChannelOptions } from './options'
+import { checkCapacity, DEFAULT_CAPACITY, peerDeathSettings, type ChannelOptions, type PeerDeathSettings } from './options'
 import { CHANNEL, checkSegment, writeChannelHeader } from './segment'
+import { consumerTakeover, producerTakeover, unread, worthTakingOver, type Role } from './takeover'
 
-export type Role = 'producer' | 'consumer'
+export type { Role } from './takeover'
 
 /** Each role's slot, its peer's, and where a sleeping peer parks and sleeps (as in lib/channel/ring.ts). */
 const ROLES = {
   producer: {
     own: L.PRODUCER_END_OFFSET,
+    takeovers: L.PRODUCER_TAKEOVERS_OFFSET,
     peer: L.CONSUMER_END_OFFSET,
     peerParked: L.word(L.CONSUMER_PARKED_OFFSET),
     peerWaitWord: L.word(L.PRODUCER_POSITION_OFFSET)
   },
   consumer: {
     own: L.CONSUMER_END_OFFSET,
+    takeovers: L.CONSUMER_TAKEOVERS_OFFSET,
     peer: L.PRODUCER_END_OFFSET,
     peerParked: L.word(L.PRODUCER_PARKED_OFFSET),
     peerWaitWord: L.word(L.CONSUMER_POSITION_OFFSET)
@@ -35,13 +38,40 @@ function headerOf (buffer: SharedArrayBuffer): Int32Array {
   return new Int32Array(buffer, 0, L.HEADER_SIZE / 4)
 }
 
+/** How this process came to hold an end: first, or by taking it over (and how many messages it redelivers). */
+export interface Arrival {
+  takenOver: boolean
+  /** Consumer takeovers: messages the dead consumer read but did not release, delivered again first. */
+  redelivered: number
+}
+
+const FIRST: Arrival = { takenOver: false, redelivered: 0 }
+
+/**
+ * Takes over `role`'s end, whose holder died, under the claim of
+ * lib/segment/ends.ts. Throws ERR_END_TAKEN when another newcomer got it first.
+ */
+function takeOver (h: Int32Array, buffer: SharedArrayBuffer, role: Role, label: string): Arrival {
+  let redelivered = 0
+  const work = role === 'producer' ? () => { producerTakeover(h) } : () => { redelivered = consumerTakeover(h, buffer) }
+  const result = takeOverEnd(h, ROLES[role].own, ROLES[role].takeovers, work)
+  if (result !== 'taken') {
+    const mine = readEnd(h, ROLES[role].own)
+    throw new ShmChannelError('ERR_END_TAKEN', `channel ${label}: another process (pid ${mine.pid}) took over the ${role} end first`)
+  }
+  return { takenOver: true, redelivered }
+}
+
 /**
  * The channel as a segment kind for `role`. Its creator takes the role's
  * end before publishing the magic. An existing channel is joined if the
- * role's end is free; it is stale if that end is used up (closed, or held by
- * a dead process), or if a producer comes to a channel whose consumer is gone.
+ * role's end is free, and taken over if its holder died while the other end
+ * is live or messages remain unread. It is stale (reclaimed) if the role's
+ * end was closed, if a dead end is not worth taking over (nobody live on the
+ * other end and nothing unread), or if a producer comes to a channel whose
+ * consumer is gone. `arrived` learns how the end was taken.
  */
-function channelKind (role: Role, capacity: number): SegmentKind {
+function channelKind (role: Role, capacity: number, arrived: (how: Arrival) => void): SegmentKind {
   const { own, peer } = ROLES[role]
   return {
     ...CHANNEL,
@@ -56,37 +86,69 @@ function channelKind (role: Role, capacity: number): SegmentKind {
       const h = headerOf(buffer)
       const mine = readEnd(h, own)
       const theirs = readEnd(h, peer)
-      // A consumer joins even after its producer closed or died: what was
-      // published is still to be read. A producer does not join a channel
-      // whose consumer is gone: nobody would read it.
-      const joinable = theirs.state === L.END_FREE || endLive(theirs) || role === 'consumer'
-      if (mine.state === L.END_FREE && mine.pid === 0 && joinable) {
-        return claimEnd(h, own) ? 'joined' : 'retry' // 'retry': another process took the end at this instant
+      if (mine.state === L.END_FREE) {
+        if (mine.pid !== 0) return 'retry' // another process is between its pid and its state (claimEnd)
+        // A consumer joins even after its producer closed or died: what was
+        // published is still to be read. A producer does not join a channel
+        // whose consumer is gone: nobody would read it.
+        if (theirs.state === L.END_FREE || !endUsedUp(theirs) || role === 'consumer') {
+          if (!claimEnd(h, own)) return 'retry' // another process took the end at this instant
+          arrived(FIRST)
+          return 'joined'
+        }
+        return 'stale'
       }
       if (endLive(mine)) throw new ShmChannelError('ERR_END_TAKEN', `channel ${label} already has a live ${role} (pid ${mine.pid})`)
-      return 'stale'
+      if (mine.state === L.END_CLOSED) return 'stale'
+      // Dead, or a takeover under way: join it unless nothing is left to keep.
+      if (!worthTakingOver(h, role, theirs.state, endUsedUp(theirs))) return 'stale'
+      arrived(takeOver(h, buffer, role, label))
+      return 'joined'
     }
   }
 }
 
-/** Opens the segment behind `name` and takes the `role` end of it, creating the channel if there is none (or only a stale one). */
+/**
+ * Opens the segment behind `name` and takes the `role` end of it: joins it,
+ * takes it over from a dead holder, or creates the channel if there is none
+ * (or only a stale one, or `fresh` asks for a new one).
+ */
 export function openEnd (name: string, role: Role, options: ChannelOptions<unknown>): End {
   const capacity = checkCapacity(options.capacity ?? DEFAULT_CAPACITY)
   const openTimeout = checkTimeout('openTimeout', options.openTimeout ?? 5000)
-  const { region } = createOrAttach(name, channelKind(role, capacity), {
+  const peerDeath = peerDeathSettings(options)
+  if (options.fresh === true) removeName(name)
+  let arrival = FIRST
+  const { region } = createOrAttach(name, channelKind(role, capacity, (how) => { arrival = how }), {
     size: L.segmentSize(capacity),
     mode: options.mode,
     openTimeout,
     allowForeignOwner: options.allowForeignOwner
   })
-  return new End(role, region.name, region, region.buffer)
+  return new End(role, region.name, region, region.buffer, peerDeath, arrival)
 }
 
-/** Takes the `role` end of a channel in a buffer from `createChannelBuffer`. */
-export function bufferEnd (buffer: SharedArrayBuffer, role: Role): End {
+/** Removes the name for `fresh: true`; ends that mapped the old segment keep it, and see no newcomer. */
+function removeName (name: string): void {
+  try {
+    Region.unlink(name)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+}
+
+/**
+ * Takes the `role` end of a channel in a buffer from `createChannelBuffer`:
+ * a free end, or one whose holder (a thread that ended without closing it) is dead.
+ */
+export function bufferEnd (buffer: SharedArrayBuffer, role: Role, options: ChannelOptions<unknown> = {}): End {
   if (checkSegment(buffer) === 0) throw new ShmChannelError('ERR_INVALID_SEGMENT', 'invalid channel segment: header is not initialised')
-  if (!claimEnd(headerOf(buffer), ROLES[role].own)) throw new ShmChannelError('ERR_END_TAKEN', `this channel already has a ${role}`)
-  return new End(role, undefined, undefined, buffer)
+  const h = headerOf(buffer)
+  const peerDeath = peerDeathSettings(options)
+  if (claimEnd(h, ROLES[role].own)) return new End(role, undefined, undefined, buffer, peerDeath, FIRST)
+  const mine = readEnd(h, ROLES[role].own)
+  if (!endDead(mine)) throw new ShmChannelError('ERR_END_TAKEN', `this channel already has a ${role}`)
+  return new End(role, undefined, undefined, buffer, peerDeath, takeOver(h, buffer, role, '(buffer)'))
 }
 
 /**
@@ -129,10 +191,18 @@ export class End {
   readonly #own: number
   readonly #peer: number
   readonly #cancelThreadMark: () => void
+  readonly #peerDeath: PeerDeathSettings
+  /** performance.now() when the peer was first seen dead, -1 while it is not. */
+  #peerDeadSince = -1
+  #nextPeerCheck = 0
+  /** How this end was taken: first, or over from a dead holder. */
+  readonly arrival: Arrival
   closed = false
 
-  constructor (role: Role, name: string | undefined, region: Region | undefined, buffer: SharedArrayBuffer) {
+  constructor (role: Role, name: string | undefined, region: Region | undefined, buffer: SharedArrayBuffer, peerDeath: PeerDeathSettings, arrival: Arrival) {
     this.#role = role
+    this.#peerDeath = peerDeath
+    this.arrival = arrival
     this.name = name
     this.#region = region
     this.buffer = buffer
@@ -152,14 +222,45 @@ export class End {
     return Atomics.load(this.header, L.word(this.#peer) + L.word(L.END_STATE)) === L.END_CLOSED
   }
 
-  /** Throws ERR_PEER_DEAD if the peer's process is gone without closing. */
+  /**
+   * Throws ERR_PEER_DEAD if the peer's process is gone without closing, as
+   * onPeerDeath says: at once ('error'), or once no replacement has taken
+   * the end over for peerDeathTimeout ms since the death was first seen
+   * ('wait'). A replacement that takes over makes the peer live again.
+   */
   checkPeer (): void {
     const peer = readEnd(this.header, this.#peer)
-    if (peer.state === L.END_OPEN && !endLive(peer)) {
-      const other = this.#role === 'producer' ? 'consumer' : 'producer'
-      const who = peer.pid === process.pid ? 'a worker thread of this process that held it ended without closing it' : `its process (pid ${peer.pid}) died`
-      throw new ShmChannelError('ERR_PEER_DEAD', `the ${other} of channel ${this.name ?? '(buffer)'} is gone: ${who}`)
+    if (!endDead(peer)) {
+      this.#peerDeadSince = -1
+      return
     }
+    const { onPeerDeath, peerDeathTimeout } = this.#peerDeath
+    if (onPeerDeath === 'wait') {
+      const now = performance.now()
+      if (this.#peerDeadSince === -1) this.#peerDeadSince = now
+      if (now - this.#peerDeadSince < peerDeathTimeout) return
+    }
+    throw this.#peerDead(peer)
+  }
+
+  /**
+   * checkPeer at most once per peerCheckInterval: for calls that do not wait
+   * (trySend), so a dead peer is noticed at most peerCheckInterval ms after
+   * the first call made once it died, at the cost of a clock read per call.
+   */
+  checkPeerSoon (): void {
+    // Date.now(): a V8 builtin, several times cheaper than performance.now(), and whole milliseconds are enough here.
+    const now = Date.now()
+    if (now < this.#nextPeerCheck) return
+    this.#nextPeerCheck = now + this.#peerDeath.peerCheckInterval
+    this.checkPeer()
+  }
+
+  #peerDead (peer: EndInfo): ShmChannelError {
+    const other = this.#role === 'producer' ? 'consumer' : 'producer'
+    const who = peer.pid === process.pid ? 'a worker thread of this process that held it ended without closing it' : `its process (pid ${peer.pid}) died`
+    const waited = this.#peerDeath.onPeerDeath === 'wait' ? `, and no replacement took it over within ${this.#peerDeath.peerDeathTimeout} ms` : ''
+    return new ShmChannelError('ERR_PEER_DEAD', `the ${other} of channel ${this.name ?? '(buffer)'} is gone: ${who}${waited}`)
   }
 
   assertOpen (): void {
@@ -188,8 +289,11 @@ export class End {
     if (region === undefined) return
     // A peer that never attached may still come for what was sent: leave the
     // name to it (it unlinks when it closes; a later open reclaims it if not).
+    // So may a replacement for a dead consumer, while messages remain unread.
     try {
-      if (endUsedUp(readEnd(this.header, this.#peer))) unlinkQuietly(region)
+      const peer = readEnd(this.header, this.#peer)
+      const keptForReplacement = this.#role === 'producer' && endDead(peer) && unread(this.header)
+      if (endUsedUp(peer) && !keptForReplacement) unlinkQuietly(region)
     } finally {
       region.close()
     }

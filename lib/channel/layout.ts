@@ -27,11 +27,14 @@
  *   |                   bytes sent (u64, lo then hi)                | 144
  *   |                          times full                           | 152
  *   |                    wake-ups sent to consumer                  | 156
- *   +---------------------------------------------------------------+
+ *   |        abandoned at: where the last producer takeover began    | 160 (1.1) a fragmented message
+ *   +---------------------------------------------------------------+     begun before it is dropped
  *   |                     consumer position (u32)                   | 256 consumer line
  *   |                messages received (u64, lo then hi)            | 264
  *   |                 bytes received (u64, lo then hi)              | 272
  *   |                    wake-ups sent to producer                  | 280
+ *   |            read mark: consumer position after the last         | 284 (1.1) where a takeover's
+ *   |            message read (released or not)                    |     redelivery ends
  *   +---------------------------------------------------------------+
  *   |                         consumer parked                       | 384 consumer's flag, read by the
  *   +---------------------------------------------------------------+     producer on every publish
@@ -39,6 +42,12 @@
  *   +---------------------------------------------------------------+
  *   |   producer pid  |  producer start time (u64) | producer state  | 640 ends: who holds each end
  *   |   consumer pid  |  consumer start time (u64) | consumer state  | 656
+ *   |            producer takeovers << 1 | claiming                 | 672 (1.1) takeover words
+ *   |            consumer takeovers << 1 | claiming                 | 676     (lib/segment/ends.ts)
+ *   |        time of the last producer takeover (u64, ms epoch)     | 680
+ *   |        time of the last consumer takeover (u64, ms epoch)     | 688
+ *   |        messages redelivered by consumer takeovers (u64)       | 696
+ *   |        redeliver until: consumer position (u32)                | 704
  *   +---------------------------------------------------------------+
  *
  * Positions count bytes and only grow, modulo 2^32; index = position & (capacity - 1).
@@ -54,12 +63,12 @@ import { LINE } from '../segment/words'
 export { word } from '../segment/words'
 export { MAGIC_OFFSET, VERSION_OFFSET, HEADER_SIZE_OFFSET }
 export {
-  END_PID, END_START_TIME, END_STATE, END_THREAD_GONE, END_FREE, END_OPEN, END_CLOSED
+  END_PID, END_START_TIME, END_STATE, END_THREAD_GONE, END_FREE, END_OPEN, END_CLOSED, END_CLAIMING
 } from '../segment/ends'
 
 export const MAGIC = 0x434d4853 // "SHMC" read as a little-endian u32
 export const VERSION_MAJOR = 1
-export const VERSION_MINOR = 0
+export const VERSION_MINOR = 1
 
 // Identity line: magic, version and header size as in every segment kind
 // (lib/segment/identity.ts), then the channel's own fields.
@@ -72,12 +81,25 @@ export const MESSAGES_SENT_OFFSET = PRODUCER_POSITION_OFFSET + 8
 export const BYTES_SENT_OFFSET = MESSAGES_SENT_OFFSET + 8
 export const TIMES_FULL_OFFSET = BYTES_SENT_OFFSET + 8
 export const CONSUMER_WAKEUPS_OFFSET = TIMES_FULL_OFFSET + 4
+/**
+ * Since 1.1. The producer position at which the last producer takeover
+ * began, written by the new producer before it publishes anything: a
+ * consumer that meets the start of a message at or after it while it still
+ * holds part of an earlier one drops that part (its producer died mid-message).
+ */
+export const ABANDONED_AT_OFFSET = CONSUMER_WAKEUPS_OFFSET + 4
 
 // Consumer line.
 export const CONSUMER_POSITION_OFFSET = 2 * LINE
 export const MESSAGES_RECEIVED_OFFSET = CONSUMER_POSITION_OFFSET + 8
 export const BYTES_RECEIVED_OFFSET = MESSAGES_RECEIVED_OFFSET + 8
 export const PRODUCER_WAKEUPS_OFFSET = BYTES_RECEIVED_OFFSET + 8
+/**
+ * Since 1.1. The consumer position after the last message read, released or
+ * not (plain store on each read): a consumer that takes over from a dead one
+ * redelivers the messages between the released position and this mark.
+ */
+export const READ_MARK_OFFSET = PRODUCER_WAKEUPS_OFFSET + 4
 
 // Parked flags, each alone on its line: the other side reads it on every
 // publish or release, and it changes only when a side goes to sleep.
@@ -87,6 +109,19 @@ export const PRODUCER_PARKED_OFFSET = 4 * LINE
 // Ends line: one 16-byte slot per end (lib/segment/ends.ts).
 export const PRODUCER_END_OFFSET = 5 * LINE
 export const CONSUMER_END_OFFSET = PRODUCER_END_OFFSET + END_SLOT_SIZE
+// Since 1.1: takeovers of each end (lib/segment/ends.ts, takeOverEnd), when
+// the last one happened, and how many messages consumer takeovers redelivered.
+export const PRODUCER_TAKEOVERS_OFFSET = CONSUMER_END_OFFSET + END_SLOT_SIZE
+export const CONSUMER_TAKEOVERS_OFFSET = PRODUCER_TAKEOVERS_OFFSET + 4
+export const PRODUCER_TAKEOVER_TIME_OFFSET = CONSUMER_TAKEOVERS_OFFSET + 4
+export const CONSUMER_TAKEOVER_TIME_OFFSET = PRODUCER_TAKEOVER_TIME_OFFSET + 8
+export const REDELIVERED_OFFSET = CONSUMER_TAKEOVER_TIME_OFFSET + 8
+/**
+ * Where the last consumer takeover's redelivery ended: the further of the
+ * read mark and the previous value. A consumer killed while it redelivers
+ * has moved the read mark back; its successor redelivers up to here.
+ */
+export const REDELIVER_UNTIL_OFFSET = REDELIVERED_OFFSET + 8
 
 export const HEADER_SIZE = 8 * LINE
 

@@ -3,8 +3,8 @@
  * option refused after an end is taken would leave the end claimed.
  */
 import type { Codec, CodecName } from '../codecs'
-import { outOfRange } from '../errors'
-import { checkBoolean, checkInteger } from '../options'
+import { invalidValue, outOfRange } from '../errors'
+import { checkBoolean, checkInteger, checkTimeout } from '../options'
 import { checkWaitSettings, type WaitSettings, type WaitSettingsOptions } from '../segment/wait'
 import * as L from './layout'
 
@@ -30,7 +30,29 @@ export interface ChannelOptions<T> extends WaitSettingsOptions {
   openTimeout?: number
   /** Join a channel whose shared memory object another user owns. Default false: ERR_FOREIGN_OWNER. */
   allowForeignOwner?: boolean
+  /**
+   * What this end does when the other end's process dies without closing:
+   * 'error' (default) fails waits, and sends from the next peer check on,
+   * with ERR_PEER_DEAD until a replacement takes the dead end over; 'wait'
+   * keeps waiting for a replacement, up to `peerDeathTimeout`.
+   */
+  onPeerDeath?: PeerDeathPolicy
+  /** With onPeerDeath 'wait': how long after noticing the death to wait for a replacement before ERR_PEER_DEAD, in milliseconds. Default 30000. */
+  peerDeathTimeout?: number
+  /** Remove whatever channel is under the name and create a new, empty one. Default false: join or take over the existing one. */
+  fresh?: boolean
 }
+
+export type PeerDeathPolicy = 'error' | 'wait'
+
+/** How an end treats its peer's death, checked. */
+export interface PeerDeathSettings {
+  onPeerDeath: PeerDeathPolicy
+  peerDeathTimeout: number
+  peerCheckInterval: number
+}
+
+export const DEFAULT_PEER_DEATH_TIMEOUT = 30000
 
 export interface ConsumerOptions<T> extends ChannelOptions<T> {
   /** Largest message this end accepts (reassembles), in bytes. Default 64 MiB (DEFAULT_MAX_MESSAGE_SIZE); Infinity for no limit but the largest Buffer. */
@@ -55,7 +77,20 @@ export function checkCapacity (capacity: unknown): number {
 export function settings (options: ChannelOptions<unknown>): WaitSettings {
   const checked = checkWaitSettings(options)
   checkBoolean('allowForeignOwner', options.allowForeignOwner)
+  checkBoolean('fresh', options.fresh)
+  peerDeathSettings(options)
   return checked
+}
+
+/** Checks onPeerDeath and peerDeathTimeout, filling in the defaults. */
+export function peerDeathSettings (options: ChannelOptions<unknown>): PeerDeathSettings {
+  const onPeerDeath = options.onPeerDeath ?? 'error'
+  if (onPeerDeath !== 'error' && onPeerDeath !== 'wait') {
+    throw invalidValue('onPeerDeath', `must be 'error' or 'wait', got ${JSON.stringify(onPeerDeath)}`)
+  }
+  const peerDeathTimeout = checkTimeout('peerDeathTimeout', options.peerDeathTimeout ?? DEFAULT_PEER_DEATH_TIMEOUT)
+  const { peerCheckInterval } = checkWaitSettings(options)
+  return { onPeerDeath, peerDeathTimeout, peerCheckInterval }
 }
 
 /** Checks a consumer's maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE when not given, Infinity for none. */

@@ -78,7 +78,7 @@ export class Producer<T = unknown> {
     checkBuffer(buffer)
     settings(options)
     resolveCodec(options.codec)
-    const end = bufferEnd(buffer, 'producer')
+    const end = bufferEnd(buffer, 'producer', options)
     return adopt(end, () => new Producer<T>(end, options))
   }
 
@@ -87,10 +87,14 @@ export class Producer<T = unknown> {
   get closed (): boolean { return this.#end.closed }
   /** Ring size in bytes. */
   get capacity (): number { return this.#ring.capacity }
+  /** True when this producer took over the end of a producer that died without closing. */
+  get tookOver (): boolean { return this.#end.arrival.takenOver }
 
   #checkWritable (): void {
     this.#end.assertOpen()
     if (this.#end.peerClosed()) throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'the consumer closed the channel')
+    // A dead consumer, as onPeerDeath says; looked at once per peerCheckInterval (lib/channel/end.ts).
+    this.#end.checkPeerSoon()
   }
 
   #encode (value: T): Uint8Array | string {

@@ -23,6 +23,7 @@ import { DEFAULT_MAX_MESSAGE_SIZE } from './options'
 import { CHANNEL, checkSegment } from './segment'
 
 const MAX_LENGTH = constants.MAX_LENGTH
+const READ_MARK = L.word(L.READ_MARK_OFFSET)
 
 // What the hot paths below use of the layout, bound once as module constants.
 // A constant here compiles to an immediate; a property of the layout module is
@@ -450,7 +451,15 @@ export class RingConsumer extends RingEnd {
         }
         this.lastStart = start
         this.lastLength = length
+        // Plain store: a consumer that takes over from this one redelivers up to here (lib/channel/takeover.ts).
+        this.header[READ_MARK] = this.#position
         return SINGLE
+      }
+      if (begin && (this.#partialTotal !== -1 || this.#skipping) && this.#abandoned((this.#position - size) >>> 0)) {
+        // The producer that began the unfinished message died; this is its successor's first.
+        this.#dropPartial()
+        this.#position = (this.#position - size) >>> 0
+        continue
       }
       const message = this.#fragment(this.bytes.subarray(start, start + length), begin, end, index)
       // A fragment's bytes are copied out: hand its space back now, or a
@@ -464,8 +473,34 @@ export class RingConsumer extends RingEnd {
     }
   }
 
+  /** True once this consumer took over from a dead one, until it meets the start of a message. */
+  #resuming = false
+
+  /** Called by a consumer that took over from a dead one: the first records may continue a message begun before. */
+  resumeAfterTakeover (): void {
+    this.#resuming = true
+  }
+
+  /** True when a record at `position` is at or after where the last producer takeover began. */
+  #abandoned (position: number): boolean {
+    if (Atomics.load(this.header, L.word(L.PRODUCER_TAKEOVERS_OFFSET)) >>> 1 === 0) return false
+    const at = Atomics.load(this.header, L.word(L.ABANDONED_AT_OFFSET)) >>> 0
+    return ((position - at) >>> 0) < this.capacity
+  }
+
+  /** Forgets a message whose producer died before its last fragment. */
+  #dropPartial (): void {
+    this.#partialTotal = -1
+    this.#partialFilled = 0
+    this.#pieces = []
+    this.#piece = EMPTY
+    this.#pieceFilled = 0
+    this.#skipping = false
+  }
+
   #fragment (payload: Buffer, begin: boolean, end: boolean, index: number): Buffer | null {
     if (begin) {
+      this.#resuming = false
       if (this.#partialTotal !== -1 || this.#skipping) throw invalid(`fragment at index ${index} begins a message inside another`)
       if (end || payload.length < FRAGMENT_TOTAL_SIZE) throw invalid(`first fragment at index ${index} is malformed`)
       const total = readU64(payload, 0)
@@ -487,6 +522,11 @@ export class RingConsumer extends RingEnd {
       return null
     }
     const total = this.#partialTotal
+    if (total === -1 && this.#resuming) {
+      // Taken over mid-message: the dead consumer released the beginning. Skip the rest.
+      this.#skipping = !end
+      return null
+    }
     if (total === -1) throw invalid(`fragment at index ${index} continues no message`)
     if (this.#partialFilled + payload.length > total) throw invalid(`fragments at index ${index} overrun their message of ${total} bytes`)
     this.#append(payload)

@@ -34,6 +34,11 @@ export function processStartTime (pid: number): number {
 
 export const ownStartTime = processStartTime(process.pid)
 
+/** True while a process with this pid exists (whatever its start time): for a holder whose start time is not written yet. */
+export function isRunning (pid: number): boolean {
+  return pid > 0 && pidAlive(pid) && !isZombie(pid)
+}
+
 function pidAlive (pid: number): boolean {
   try {
     process.kill(pid, 0)

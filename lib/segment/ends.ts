@@ -10,18 +10,23 @@
  *   |                              pid                              | 0  taken by compare-and-swap 0 -> pid
  *   |               process start time (u64, lo then hi)            | 4  /proc/<pid>/stat field 22, in clock ticks
  *   |                                                               |
- *   |                     state: FREE, OPEN, CLOSED                 | 12
+ *   |             state: FREE, OPEN, CLOSED, CLAIMING               | 12
  *   +---------------------------------------------------------------+
  *
- * The holder writes pid (compare-and-swap), then start time (plain stores),
- * then state OPEN (Atomics.store): a reader that loads OPEN sees the start
- * time. A slot is taken once: a closed or dead end is never reopened, the
- * segment is reclaimed instead (lib/segment/attach.ts).
+ * The first holder writes pid (compare-and-swap 0 -> pid), then start time
+ * (plain stores), then state OPEN (Atomics.store): a reader that loads OPEN
+ * sees the start time. A closed end is never reopened.
+ *
+ * An end whose holder died (OPEN, holder not alive) may be taken over by a
+ * new process: see takeOverEnd. A kind that allows it gives each end a
+ * takeover word besides the slot, `takeovers << 1 | claiming`, which is what
+ * makes two newcomers racing for one dead end agree on a single winner.
  */
 import { isMainThread } from 'node:worker_threads'
 
 import { binding } from '../binding'
-import { isAlive, ownStartTime } from '../platform/liveness'
+import { isAlive, isRunning, ownStartTime } from '../platform/liveness'
+import { sleepSync } from '../platform/sleep'
 import { loadU64, storeU64, word } from './words'
 
 export const END_PID = 0
@@ -35,6 +40,15 @@ export const END_THREAD_GONE = 0xffffffff
 export const END_FREE = 0
 export const END_OPEN = 1
 export const END_CLOSED = 2
+/** A newcomer is taking the end over (takeOverEnd): pid and start time are being rewritten. */
+export const END_CLAIMING = 3
+
+/**
+ * How long a takeover claim may stay unfinished before another newcomer may
+ * take the end from the claimant. A claim is a handful of stores; a claimant
+ * that has not finished in this time died or was stopped mid-claim.
+ */
+export const CLAIM_TIMEOUT = 1000
 
 export interface EndInfo {
   pid: number
@@ -102,5 +116,90 @@ export function closeEnd (h: Int32Array, endOffset: number): void {
 
 /** True when the end was opened and is no more: closed, or its holder gone without closing. */
 export function endUsedUp (end: EndInfo): boolean {
-  return end.state === END_CLOSED || (end.state === END_OPEN && !endLive(end))
+  return end.state === END_CLOSED || endDead(end)
+}
+
+/**
+ * True when the end's holder is gone without closing: OPEN and not alive,
+ * or CLAIMING by a process that no longer runs (a claimant that died
+ * mid-takeover). A live claimant is not dead: a replacement is arriving.
+ */
+export function endDead (end: EndInfo): boolean {
+  if (end.state === END_OPEN) return !endLive(end)
+  if (end.state === END_CLAIMING) return end.pid === process.pid ? false : !isRunning(end.pid)
+  return false
+}
+
+/** What takeOverEnd found. */
+export type Takeover = 'taken' | 'live' | 'lost'
+
+/**
+ * Takes over the end at `endOffset`, whose holder died, for this process.
+ * `takeoverOffset` is the end's takeover word (`takeovers << 1 | claiming`);
+ * `work` runs while the claim is held, before the end reads OPEN (the kind's
+ * own bookkeeping: a takeover time, a redelivery count). Returns 'taken';
+ * 'live' if the end is not dead (never was, or another newcomer took it
+ * over first: the caller reports ERR_END_TAKEN); 'lost' if this claim was
+ * declared abandoned by another newcomer before it finished.
+ *
+ * Why exactly one of several newcomers wins, and nobody trusts a half-written slot:
+ *
+ *   1. Load the takeover word, then read the slot. Every takeover changes
+ *      the word (the count goes up), so if the compare-and-swap in 2 succeeds
+ *      against the value loaded here, no takeover happened since, and the
+ *      slot read after it is still the dead holder's.
+ *   2. Compare-and-swap the word from the value seen to `(count + 1) << 1 | 1`.
+ *      Of newcomers that saw the same value one succeeds; the others see the
+ *      new value and start over (and find a live end, or a claim under way).
+ *   3. The winner stores state CLAIMING, then its pid and start time, runs
+ *      `work`, stores state OPEN, and clears the claiming bit by
+ *      compare-and-swap. Readers that load OPEN see the new pid and start
+ *      time (sequentially consistent stores, as in claimEnd).
+ *   4. A newcomer that finds the claiming bit set waits for it to clear.
+ *      If the word stays the same for CLAIM_TIMEOUT ms and the slot's pid
+ *      does not run, the claimant is taken for dead: the newcomer claims
+ *      over it, as in 2. A claimant that was merely slow then fails its
+ *      final compare-and-swap and reports 'lost'.
+ */
+export function takeOverEnd (h: Int32Array, endOffset: number, takeoverOffset: number, work: () => void = () => {}): Takeover {
+  const t = word(takeoverOffset)
+  const base = word(endOffset)
+  let seen = Atomics.load(h, t)
+  let seenSince = performance.now()
+  for (;;) {
+    const end = readEnd(h, endOffset)
+    if ((seen & 1) !== 0) {
+      const abandoned = performance.now() - seenSince >= CLAIM_TIMEOUT && (end.pid === 0 || !isRunning(end.pid))
+      if (!abandoned) {
+        sleepSync(1)
+        const now = Atomics.load(h, t)
+        if (now !== seen) {
+          seen = now
+          seenSince = performance.now()
+        }
+        continue
+      }
+    } else if (!(end.state === END_OPEN && !endLive(end))) {
+      return 'live'
+    }
+    const claim = ((((seen >>> 1) + 1) << 1) | 1) & 0x7fffffff
+    const before = Atomics.compareExchange(h, t, seen, claim)
+    if (before !== seen) {
+      seen = before
+      seenSince = performance.now()
+      continue
+    }
+    Atomics.store(h, base + word(END_STATE), END_CLAIMING)
+    Atomics.store(h, base + word(END_PID), process.pid)
+    storeU64(h, base + word(END_START_TIME), ownStartTime)
+    work()
+    // Sequentially consistent: a reader that loads OPEN sees pid and start time.
+    Atomics.store(h, base + word(END_STATE), END_OPEN)
+    return Atomics.compareExchange(h, t, claim, claim & ~1) === claim ? 'taken' : 'lost'
+  }
+}
+
+/** How many times the end with this takeover word was taken over. */
+export function takeoverCount (h: Int32Array, takeoverOffset: number): number {
+  return Atomics.load(h, word(takeoverOffset)) >>> 1
 }

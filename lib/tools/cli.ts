@@ -295,10 +295,17 @@ function describe (c: ChannelSnapshot): string {
     ['wake-ups', `to the consumer ${c.wakeupsToConsumer}, to the producer ${c.wakeupsToProducer}`],
     ['parked', `consumer ${c.consumerParked ? 'yes' : 'no'}, producer ${c.producerParked ? 'yes' : 'no'}`],
     ['producer', endDetail(c.producer)],
-    ['consumer', endDetail(c.consumer)]
+    ['consumer', endDetail(c.consumer)],
+    ['takeovers', takeovers(c)]
   ]
   const width = Math.max(...rows.map(([key]) => key.length))
   return rows.map(([key, value]) => `${key.padEnd(width)}  ${value}\n`).join('')
+}
+
+/** How often each end was taken over from a dead holder, when last, and what that redelivered. */
+function takeovers (c: ChannelSnapshot): string {
+  const one = (count: number, last: string | null): string => count === 0 ? '0' : `${count} (last ${last ?? 'unknown'})`
+  return `producer ${one(c.producerTakeovers, c.lastProducerTakeover)}, consumer ${one(c.consumerTakeovers, c.lastConsumerTakeover)}; ${c.redelivered} messages redelivered`
 }
 
 interface Rates {

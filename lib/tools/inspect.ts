@@ -12,9 +12,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 
 import { ShmChannelError } from '../errors'
-import { isAlive } from '../platform/liveness'
+import { isAlive, isRunning } from '../platform/liveness'
 import { Region, checkName } from '../platform/region'
-import { endLive, readEnd, type EndInfo } from '../segment/ends'
+import { endLive, readEnd, takeoverCount, type EndInfo } from '../segment/ends'
 import { loadU64 } from '../segment/words'
 import * as L from '../channel/layout'
 import { checkSegment } from '../channel/segment'
@@ -28,7 +28,7 @@ export const SHM_DIR = '/dev/shm'
  * - `alive`: open, and its process runs (same pid and start time);
  * - `dead`: open (or half-taken) by a process that is gone;
  * - `closed`: its holder closed it;
- * - `claiming`: a live process is taking it at this instant;
+ * - `claiming`: a live process is taking it (or taking it over) at this instant;
  * - `unknown`: a state word this version does not know.
  */
 export type EndStatus = 'free' | 'alive' | 'dead' | 'closed' | 'claiming' | 'unknown'
@@ -67,6 +67,14 @@ export interface ChannelSnapshot {
   producerParked: boolean
   producer: EndSnapshot
   consumer: EndSnapshot
+  /** Times a new process took over each end from a dead holder (protocol 1.1; 0 in 1.0 segments). */
+  producerTakeovers: number
+  consumerTakeovers: number
+  /** When the last takeover of each end happened (ISO 8601), null if none. */
+  lastProducerTakeover: string | null
+  lastConsumerTakeover: string | null
+  /** Messages delivered again by consumer takeovers (read, never released, by a consumer that died). */
+  redelivered: number
 }
 
 /** What a shared memory object turned out to be. */
@@ -167,9 +175,19 @@ export function read (name: string, buffer: SharedArrayBuffer): Probe {
       consumerParked: Atomics.load(h, L.word(L.CONSUMER_PARKED_OFFSET)) !== 0,
       producerParked: Atomics.load(h, L.word(L.PRODUCER_PARKED_OFFSET)) !== 0,
       producer: { ...producer, status: endStatus(producer) },
-      consumer: { ...consumer, status: endStatus(consumer) }
+      consumer: { ...consumer, status: endStatus(consumer) },
+      producerTakeovers: takeoverCount(h, L.PRODUCER_TAKEOVERS_OFFSET),
+      consumerTakeovers: takeoverCount(h, L.CONSUMER_TAKEOVERS_OFFSET),
+      lastProducerTakeover: when(stableU64(h, L.PRODUCER_TAKEOVER_TIME_OFFSET)),
+      lastConsumerTakeover: when(stableU64(h, L.CONSUMER_TAKEOVER_TIME_OFFSET)),
+      redelivered: stableU64(h, L.REDELIVERED_OFFSET)
     }
   }
+}
+
+/** A takeover time (ms since the epoch, 0 for none) as ISO 8601. */
+function when (ms: number): string | null {
+  return ms === 0 ? null : new Date(ms).toISOString()
 }
 
 /** A u64 counter its single writer may be updating: read until two reads agree (a few tries; the writer stores both halves back to back). */
@@ -195,6 +213,9 @@ export function endStatus (end: EndInfo): EndStatus {
       return endLive(end) ? 'alive' : 'dead'
     case L.END_CLOSED:
       return 'closed'
+    case L.END_CLAIMING:
+      // A new process is taking the end over from a dead holder (lib/segment/ends.ts).
+      return isRunning(end.pid) ? 'claiming' : 'dead'
     default:
       return 'unknown'
   }

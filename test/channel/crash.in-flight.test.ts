@@ -15,7 +15,7 @@ import { processStartTime } from '../../lib/platform/liveness'
 import { initSegment } from '../../lib/channel/segment'
 import { StreamVerifier, perfectReport } from '../support/channel-helpers'
 import { ChannelPeer, thrown, within } from '../support/peers'
-import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, unlinkIfPresent, untilParked } from '../support/shm'
+import { channelName, closeAtEnd, leavesNothingInDevShm, shmExists, untilParked } from '../support/shm'
 import { Prng, seedsFromEnv } from '../support/prng'
 
 const KiB = 1024
@@ -78,7 +78,7 @@ t.test('a producer killed with a claim open', async (t) => {
     await nameWorksAgain(t, name)
   })
 
-  t.test('a new producer reopening the name while the old consumer is still open is not wedged by the claim', async (t) => {
+  t.test('a new producer taking over while the consumer is still open is not wedged by the claim: the consumer sees the old messages, then the new', async (t) => {
     const name = channelName()
     const consumer = closeAtEnd(t, Consumer.open<Uint8Array>(name, { capacity: 16 * KiB, codec: 'bytes' }))
     const peer = new ChannelPeer(t, 'rel-peer.ts')
@@ -87,15 +87,14 @@ t.test('a producer killed with a claim open', async (t) => {
     await peer.call('sendThenClaim', 5, Array.from({ length: 10 }, () => 1000), 4 * KiB - 8)
     await peer.kill()
     const restarted = closeAtEnd(t, Producer.open<Uint8Array>(name, { codec: 'bytes', capacity: 16 * KiB }))
-    t.ok(restarted.trySend(Buffer.from('fresh')), 'the new producer has room at once (a fresh segment)')
+    t.ok(restarted.trySend(Buffer.from('fresh')), 'the new producer has room at once: the claim was never committed')
     const verifier = new StreamVerifier(5)
-    t.equal(await drain(consumer, verifier), 'ERR_PEER_DEAD', 'the old consumer drains the old ring, then learns of the death')
-    t.equal(verifier.report.intact, 10)
-    consumer.close()
-    const fresh = closeAtEnd(t, Consumer.open<Uint8Array>(name, { codec: 'bytes' }))
-    t.equal(Buffer.from(fresh.tryReceive() ?? []).toString(), 'fresh', 'a new consumer gets only what the new producer sent')
+    for (let i = 0; i < 10; i++) verifier.check(await within(10_000, consumer.receive(), 'receive'))
+    t.equal(verifier.report.intact, 10, 'the dead producer\'s messages, whole')
+    t.equal(Buffer.from(await within(10_000, consumer.receive(), 'receive')).toString(), 'fresh', 'then the new producer\'s, and nothing of the claim')
     restarted.close()
-    fresh.close()
+    t.equal(thrown(() => consumer.tryReceive()).code, 'ERR_CHANNEL_CLOSED')
+    consumer.close()
     t.notOk(shmExists(name))
   })
 })
@@ -131,7 +130,8 @@ t.test('a producer killed part way through a large message while the consumer re
 t.test('a process killed while parked in a futex wait leaves nothing that blocks the survivor', async (t) => {
   t.test('a consumer killed in receiveSync: the producer fills the ring, then learns of the death; a new consumer restarts the name', async (t) => {
     const name = channelName()
-    const producer = closeAtEnd(t, Producer.open<Uint8Array>(name, { capacity: 16 * KiB, codec: 'bytes', wait: 'block' }))
+    // 'wait': trySend keeps going after the death (the replacement will read it), up to peerDeathTimeout.
+    const producer = closeAtEnd(t, Producer.open<Uint8Array>(name, { capacity: 16 * KiB, codec: 'bytes', wait: 'block', onPeerDeath: 'wait', peerDeathTimeout: 500 }))
     const peer = new ChannelPeer(t, 'rel-peer.ts')
     await peer.call('openConsumer', name, { codec: 'bytes', wait: 'block' })
     void peer.call('parkInReceiveSync').catch(() => {})
@@ -149,7 +149,14 @@ t.test('a process killed while parked in a futex wait leaves nothing that blocks
     t.ok(performance.now() - started < DETECTION_BOUND)
     t.equal(thrown(() => { producer.sendSync(Buffer.alloc(100), { timeout: 2000 }) }).code, 'ERR_PEER_DEAD', 'sendSync too, without waiting out its timeout')
     producer.close()
-    t.notOk(shmExists(name), 'the producer, last out, removed the name')
+    t.ok(shmExists(name), 'the producer leaves the name to a replacement consumer: messages remain unread')
+    const replacement = closeAtEnd(t, Consumer.open<Uint8Array>(name, { codec: 'bytes' }))
+    let drained = 0
+    while (drained < sent && replacement.tryReceive() !== undefined) drained++
+    t.equal(drained, sent, 'the replacement reads every message sent after the death')
+    t.equal(thrown(() => replacement.tryReceive()).code, 'ERR_CHANNEL_CLOSED', 'then the producer\'s close')
+    replacement.close()
+    t.notOk(shmExists(name), 'the replacement, last out, removed the name')
     await nameWorksAgain(t, name)
   })
 
@@ -218,15 +225,14 @@ t.test('pid reuse: an end held by a live pid with the wrong start time is stale'
       t.ok(old.unlinkIfSame(), 'the name still refers to it')
     })
 
-    t.test(`${role} slot, wrong start time: a reused pid, so the segment is stale and reclaimed`, async (t) => {
+    t.test(`${role} slot, wrong start time: a reused pid, so the end is dead and taken over (its peer may still come)`, async (t) => {
       const name = channelName()
       const old = closeAtEnd(t, segmentHeldBy(name, role, start + 1))
       const end = closeAtEnd(t, Open.open(name))
       t.equal(endSlot(name, role).pid, process.pid, 'the end under the name is ours')
-      t.equal(new Int32Array(old.buffer)[L.word(role === 'producer' ? L.PRODUCER_END_OFFSET : L.CONSUMER_END_OFFSET)], pid, 'in a fresh segment: the old one is untouched')
-      t.notOk(old.unlinkIfSame(), 'the old segment no longer has the name')
+      t.equal(new Int32Array(old.buffer)[L.word(role === 'producer' ? L.PRODUCER_END_OFFSET : L.CONSUMER_END_OFFSET)], process.pid, 'in the same segment')
+      t.ok(old.unlinkIfSame(), 'which still has the name')
       end.close()
-      unlinkIfPresent(name)
     })
   }
 

@@ -4,7 +4,9 @@
  * published before the death is delivered whole and in order, then the
  * survivor's wait fails with ERR_PEER_DEAD within a bounded time (the
  * default peerCheckInterval is 250 ms; 5 s is the generous bound). A
- * crashed channel's name is reclaimed by the next open; a live one never is.
+ * crashed end is taken over by the next open of its role while its peer
+ * lives or messages remain unread; a live one never is. (The restart loops
+ * are test/channel/restart*.test.ts.)
  */
 import t from 'tap'
 
@@ -117,7 +119,13 @@ t.test('a dead peer is noticed under every wait strategy', async (t) => {
       }
       consumer.close()
       producer.close()
-      t.notOk(shmExists(toHere) || shmExists(fromHere), 'the survivors, last out, removed both names')
+      t.notOk(shmExists(toHere), 'the consumer, last out, removed its name')
+      t.ok(shmExists(fromHere), 'the producer leaves its name to a replacement consumer: messages remain unread')
+      const replacement = Consumer.open<string>(fromHere, { codec: 'utf8' })
+      t.ok(replacement.tookOver)
+      t.equal(replacement.tryReceive(), 'fill')
+      replacement.close()
+      t.notOk(shmExists(fromHere), 'the replacement, last out, removed it')
     })
   }
 })
@@ -178,6 +186,8 @@ t.test('a survivor polling with timeouts shorter than the peer check still learn
     t.equal(code, 'ERR_PEER_DEAD')
     t.ok(ms < DETECTION_BOUND, `noticed ${Math.round(ms)} ms after the kill`)
     producer.close()
+    t.ok(shmExists(name), 'the producer leaves the name to a replacement consumer: messages remain unread')
+    unlinkIfPresent(name)
   })
 })
 
@@ -251,7 +261,8 @@ t.test('the consumer dies: a producer waiting for room gets ERR_PEER_DEAD', asyn
     t.same(outcomes.map((o) => o.code), ['ERR_PEER_DEAD', 'ERR_PEER_DEAD'])
     t.ok(outcomes[0].ms < DETECTION_BOUND, `noticed ${Math.round(outcomes[0].ms)} ms after the kill`)
     producer.close()
-    t.notOk(shmExists(name), 'the producer, last out, removed the name')
+    t.ok(shmExists(name), 'the producer leaves the name to a replacement consumer: messages remain unread')
+    unlinkIfPresent(name)
   })
 
   t.test('sendSync in another process throws ERR_PEER_DEAD: blocked when the consumer is killed, or called after', async (t) => {
@@ -271,79 +282,94 @@ t.test('the consumer dies: a producer waiting for room gets ERR_PEER_DEAD', asyn
     t.ok(ms < DETECTION_BOUND, `noticed ${Math.round(ms)} ms after the kill`)
     t.equal((await rejection(producer.call('sendSync', ['still full']))).code, 'ERR_PEER_DEAD', 'a later sendSync on the full ring')
     await producer.call('closeProducer')
-    t.notOk(shmExists(name))
+    t.ok(shmExists(name), 'left to a replacement consumer: messages remain unread')
+    unlinkIfPresent(name)
   })
 })
 
-t.test('restarting after a crash: the dead end\'s name is reclaimed', async (t) => {
-  t.test('a new producer process opens the name of a SIGKILLed one while the old consumer is open; a new consumer gets only the new messages', async (t) => {
+t.test('restarting after a crash: the new end takes over the same channel', async (t) => {
+  t.test('a new producer process opens the name of a SIGKILLed one while the consumer is open: the consumer sees one stream, old messages then new', async (t) => {
     const oldProducer = new ChannelPeer(t)
     const name = channelName()
-    const oldConsumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
     await oldProducer.call('openProducer', name, { codec: 'utf8' })
     await oldProducer.call('send', ['old 1', 'old 2', 'old unread'])
-    t.equal(await oldConsumer.receive(), 'old 1')
+    t.equal(await consumer.receive(), 'old 1')
     await oldProducer.kill()
 
     const newProducer = new ChannelPeer(t)
     await newProducer.call('openProducer', name, { codec: 'utf8' })
-    const newConsumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
     await newProducer.call('send', ['new 1', 'new 2'])
-    t.equal(await newConsumer.receive(), 'new 1', 'the new consumer gets the new messages…')
-    t.equal(await newConsumer.receive(), 'new 2')
-    t.equal(newConsumer.tryReceive(), undefined, '…and nothing of the old channel')
-
-    // The old consumer still drains its own channel, and learns its producer died.
-    t.equal(await oldConsumer.receive(), 'old 2')
-    t.equal(await oldConsumer.receive(), 'old unread')
-    t.equal((await rejection(oldConsumer.receive())).code, 'ERR_PEER_DEAD')
-    oldConsumer.close()
-    t.ok(shmExists(name), 'closing the old consumer leaves the new channel\'s name alone')
+    const got: string[] = []
+    for (let i = 0; i < 4; i++) got.push(await consumer.receive())
+    t.same(got, ['old 2', 'old unread', 'new 1', 'new 2'], 'nothing lost, nothing repeated')
+    t.equal(thrown(() => Consumer.open(name)).code, 'ERR_END_TAKEN', 'the live consumer keeps its end')
 
     await newProducer.call('closeProducer')
-    newConsumer.close()
+    t.equal((await rejection(consumer.receive())).code, 'ERR_CHANNEL_CLOSED', 'the new producer\'s close ends the stream')
+    consumer.close()
     t.notOk(shmExists(name))
   })
 
-  t.test('a name left behind by a SIGKILLed producer with no consumer is reclaimed by Producer.open; a new consumer gets only the new messages', async (t) => {
+  t.test('a name left behind by a SIGKILLed producer with no consumer is taken over by Producer.open: a new consumer gets the old messages, then the new', async (t) => {
     const crashed = new ChannelPeer(t)
     const name = channelName()
     await crashed.call('openProducer', name, { codec: 'utf8', capacity: 8192 })
-    await crashed.call('send', ['stale 1', 'stale 2'])
+    await crashed.call('send', ['unread 1', 'unread 2'])
     await crashed.kill()
     t.ok(shmExists(name), 'a crash leaves the name behind')
 
     const producer = closeAtEnd(t, Producer.open<string>(name, { codec: 'utf8', capacity: 16384 }))
-    t.equal(producer.capacity, 16384, 'a fresh channel, with this creator\'s capacity')
+    t.equal(producer.capacity, 8192, 'the same channel, with its creator\'s capacity')
     const consumer = new ChannelPeer(t)
     await consumer.call('openConsumer', name, { codec: 'utf8' })
     await producer.send('fresh')
-    t.same(await consumer.call('receive', 1), ['fresh'])
+    t.same(await consumer.call('receive', 3), ['unread 1', 'unread 2', 'fresh'])
     t.equal(await consumer.call('tryReceive'), undefined)
     producer.close()
     await consumer.call('closeConsumer')
     t.notOk(shmExists(name))
   })
 
-  t.test('a name left behind when both ends were SIGKILLed is reclaimed by Consumer.open too', async (t) => {
+  t.test('a name left behind when both ends were SIGKILLed with a message unread is taken over by Consumer.open: the message is not lost', async (t) => {
     const a = new ChannelPeer(t)
     const b = new ChannelPeer(t)
     const name = channelName()
     await a.call('openProducer', name, { codec: 'utf8' })
     await b.call('openConsumer', name, { codec: 'utf8' })
-    await a.call('send', ['stale'])
+    await a.call('send', ['unread'])
     await a.kill()
     await b.kill()
     t.ok(shmExists(name))
     const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8' }))
-    t.equal(consumer.tryReceive(), undefined, 'a fresh, empty channel')
+    t.ok(consumer.tookOver)
+    t.equal(consumer.tryReceive(), 'unread')
     const producer = new ChannelPeer(t)
     await producer.call('openProducer', name, { codec: 'utf8' })
-    await producer.call('send', ['fresh'])
-    t.equal(await consumer.receive(), 'fresh')
+    await producer.call('send', ['after'])
+    t.equal(await consumer.receive(), 'after')
     await producer.call('closeProducer')
     consumer.close()
     t.notOk(shmExists(name))
+  })
+
+  t.test('a name left behind when both ends were SIGKILLed with nothing unread is reclaimed: a fresh channel', async (t) => {
+    const a = new ChannelPeer(t)
+    const b = new ChannelPeer(t)
+    const name = channelName()
+    await a.call('openProducer', name, { codec: 'utf8', capacity: 8192 })
+    await b.call('openConsumer', name, { codec: 'utf8' })
+    await a.call('send', ['read'])
+    t.same(await b.call('receive', 1), ['read'])
+    t.equal(await b.call('tryReceive'), undefined, 'the ring runs dry: everything read is released')
+    await a.kill()
+    await b.kill()
+    const consumer = closeAtEnd(t, Consumer.open<string>(name, { codec: 'utf8', capacity: 16384 }))
+    t.notOk(consumer.tookOver)
+    t.equal(consumer.capacity, 16384, 'a fresh channel, with this creator\'s capacity')
+    consumer.close()
+    t.ok(shmExists(name), 'left for a producer that may still come')
+    unlinkIfPresent(name)
   })
 
   t.test('a consumer that opens after its producer was SIGKILLed still drains what was published, then gets ERR_PEER_DEAD', async (t) => {
@@ -360,7 +386,7 @@ t.test('restarting after a crash: the dead end\'s name is reclaimed', async (t) 
     t.notOk(shmExists(name), 'the consumer, last out, removed the name')
   })
 
-  t.test('a new consumer opening the name of a SIGKILLed consumer starts a fresh channel; the live producer learns of the death and re-opens to reach it', async (t) => {
+  t.test('a new consumer opening the name of a SIGKILLed consumer takes over its end: the live producer carries on into the same ring (no split brain)', async (t) => {
     const name = channelName()
     const producer = closeAtEnd(t, Producer.open<string>(name, { codec: 'utf8', capacity: 4096 }))
     const dead = new ChannelPeer(t)
@@ -370,15 +396,13 @@ t.test('restarting after a crash: the dead end\'s name is reclaimed', async (t) 
     await dead.kill()
 
     const restarted = new ChannelPeer(t)
-    await restarted.call('openConsumer', name, { codec: 'utf8' })
-    while (producer.trySend('into the old ring')) ;
-    t.equal((await rejection(producer.send('into the old ring'))).code, 'ERR_PEER_DEAD', 'the old producer learns its consumer died')
+    const opened = await restarted.call('openConsumer', name, { codec: 'utf8' }) as { tookOver: boolean, redelivered: number }
+    t.same(opened, { ...opened, tookOver: true, redelivered: 1 }, 'read, never released: delivered again')
+    const sent = ['after the restart 1', 'after the restart 2']
+    for (const value of sent) t.ok(producer.trySend(value), 'trySend into the ring the new consumer reads')
+    t.same(await restarted.call('receive', 3), ['read by the dead consumer', ...sent])
+    t.equal(await restarted.call('tryReceive'), undefined)
     producer.close()
-    const reopened = closeAtEnd(t, Producer.open<string>(name, { codec: 'utf8' }))
-    await reopened.send('after the restart')
-    t.same(await restarted.call('receive', 1), ['after the restart'])
-    t.same(await restarted.call('tryReceive'), undefined, 'nothing of the old ring')
-    reopened.close()
     await restarted.call('closeConsumer')
     t.notOk(shmExists(name))
   })

@@ -33,7 +33,15 @@ const FIELDS: ReadonlyArray<readonly [string, number, number]> = [
   ['consumer parked', L.CONSUMER_PARKED_OFFSET, 4],
   ['producer parked', L.PRODUCER_PARKED_OFFSET, 4],
   ['producer end', L.PRODUCER_END_OFFSET, 16],
-  ['consumer end', L.CONSUMER_END_OFFSET, 16]
+  ['consumer end', L.CONSUMER_END_OFFSET, 16],
+  ['abandoned at', L.ABANDONED_AT_OFFSET, 4],
+  ['read mark', L.READ_MARK_OFFSET, 4],
+  ['producer takeovers', L.PRODUCER_TAKEOVERS_OFFSET, 4],
+  ['consumer takeovers', L.CONSUMER_TAKEOVERS_OFFSET, 4],
+  ['time of the last producer takeover', L.PRODUCER_TAKEOVER_TIME_OFFSET, 8],
+  ['time of the last consumer takeover', L.CONSUMER_TAKEOVER_TIME_OFFSET, 8],
+  ['messages redelivered', L.REDELIVERED_OFFSET, 8],
+  ['redeliver until', L.REDELIVER_UNTIL_OFFSET, 4]
 ]
 
 /** Every exported *_OFFSET constant of lib/channel/layout.ts, by name. */

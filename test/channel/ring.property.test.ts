@@ -36,7 +36,8 @@ const PRODUCER_WRITES: Array<[number, number]> = [
 ]
 const CONSUMER_WRITES: Array<[number, number]> = [
   [L.CONSUMER_POSITION_OFFSET, L.CONSUMER_POSITION_OFFSET + 4],
-  [L.MESSAGES_RECEIVED_OFFSET, L.PRODUCER_WAKEUPS_OFFSET + 4]
+  [L.MESSAGES_RECEIVED_OFFSET, L.PRODUCER_WAKEUPS_OFFSET + 4],
+  [L.READ_MARK_OFFSET, L.READ_MARK_OFFSET + 4]
 ]
 /** Bytes initSegment gives meaning to; every other header byte gets a random canary. */
 const MEANINGFUL: Array<[number, number]> = [

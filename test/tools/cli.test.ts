@@ -131,7 +131,7 @@ t.test('ls lists a channel with its fill level, message counts, and each end\'s 
     name,
     size: SIZE,
     capacity: CAPACITY,
-    version: '1.0',
+    version: '1.1',
     used,
     usedPercent: Math.round(used / CAPACITY * 10000) / 100,
     messagesSent: 10,
@@ -396,7 +396,7 @@ t.test('objects in /dev/shm that are not channels are not listed, and stat says 
     [zeros, `${zeros} is not a shm-channel segment: no header yet`],
     [tiny, `${tiny} is not a shm-channel segment: 16 bytes, smaller than a channel header`],
     [empty, `${empty} is not a shm-channel segment: 0 bytes`],
-    [v2, `${v2} is a shm-channel segment of protocol version 2.1, which this version (1.0) cannot read`]
+    [v2, `${v2} is a shm-channel segment of protocol version 2.1, which this version (1.1) cannot read`]
   ]
   for (const [name, message] of cases) {
     const result = await run(['stat', name])
@@ -446,7 +446,7 @@ t.test('bad input: unknown name exits 1, bad usage exits 2, help and --version e
     t.match(result.stdout, '  3  not a shm-channel segment, or an unsupported protocol version\n')
   }
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }
-  t.same(await run(['--version']), { code: EXIT_OK, stdout: `shm-channel ${pkg.version} (protocol 1.0)\n`, stderr: '' })
+  t.same(await run(['--version']), { code: EXIT_OK, stdout: `shm-channel ${pkg.version} (protocol 1.1)\n`, stderr: '' })
 })
 
 const noDist = fs.existsSync(DIST_CLI) ? false : 'dist/tools/cli.js is missing: run `npx tsc -p tsconfig.json` first'
