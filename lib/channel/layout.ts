@@ -56,15 +56,27 @@
  * runs shared memory on).
  */
 
-import { HEADER_SIZE_OFFSET, MAGIC_OFFSET, VERSION_OFFSET } from '../segment/identity'
-import { END_SLOT_SIZE } from '../segment/ends'
-import { LINE } from '../segment/words'
+import * as identity from '../segment/identity'
+import * as ends from '../segment/ends'
+import * as words from '../segment/words'
 
-export { word } from '../segment/words'
-export { MAGIC_OFFSET, VERSION_OFFSET, HEADER_SIZE_OFFSET }
-export {
-  END_PID, END_START_TIME, END_STATE, END_THREAD_GONE, END_FREE, END_OPEN, END_CLOSED, END_CLAIMING
-} from '../segment/ends'
+// Copied into plain constants, not re-exported: TypeScript compiles a
+// re-export to a getter, which turns this module's exports into a slow
+// dictionary object, and the ring's hot paths read them on every message.
+const { LINE } = words
+const { END_SLOT_SIZE } = ends
+export const word = words.word
+export const MAGIC_OFFSET = identity.MAGIC_OFFSET
+export const VERSION_OFFSET = identity.VERSION_OFFSET
+export const HEADER_SIZE_OFFSET = identity.HEADER_SIZE_OFFSET
+export const END_PID = ends.END_PID
+export const END_START_TIME = ends.END_START_TIME
+export const END_STATE = ends.END_STATE
+export const END_THREAD_GONE = ends.END_THREAD_GONE
+export const END_FREE = ends.END_FREE
+export const END_OPEN = ends.END_OPEN
+export const END_CLOSED = ends.END_CLOSED
+export const END_CLAIMING = ends.END_CLAIMING
 
 export const MAGIC = 0x434d4853 // "SHMC" read as a little-endian u32
 export const VERSION_MAJOR = 1
