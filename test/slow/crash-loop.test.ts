@@ -12,45 +12,22 @@
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import fs from 'node:fs'
-import path from 'node:path'
-import t, { type Test } from 'tap'
-import ts from 'typescript'
+import t from 'tap'
 
 import { Consumer, Region } from '../../lib/index'
 import { StreamVerifier, type SizeSpec } from '../support/channel-helpers'
 import { within } from '../support/peers'
 import { channelName, leavesNothingInDevShm, unlinkIfPresent } from '../support/shm'
 import { Prng, seedsFromEnv } from '../support/prng'
+import { transpileFixtures } from '../support/transpiled'
 
-const root = path.join(__dirname, '..', '..')
 const KiB = 1024
-
-/** Transpiles lib/, test/support/ and the fixture to plain CommonJS under .tap/, beside the native build. Returns the fixture's path. */
-function transpile (t: Test): string {
-  const out = path.join(root, '.tap', `rel-js-${process.pid}`)
-  const files = [
-    ...fs.readdirSync(path.join(root, 'lib'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => `lib/${f}`),
-    ...fs.readdirSync(path.join(root, 'test/support')).filter((f) => f.endsWith('.ts')).map((f) => `test/support/${f}`),
-    'test/fixtures/rel-crash-producer.ts'
-  ]
-  for (const file of files) {
-    const source = fs.readFileSync(path.join(root, file), 'utf8')
-    const { outputText } = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true } })
-    const target = path.join(out, file.replace(/\.ts$/, '.js'))
-    fs.mkdirSync(path.dirname(target), { recursive: true })
-    fs.writeFileSync(target, outputText)
-  }
-  // lib/binding loads the addon from the directory above lib/.
-  for (const dir of ['build', 'prebuilds']) if (fs.existsSync(path.join(root, dir))) fs.symlinkSync(path.join(root, dir), path.join(out, dir))
-  t.teardown(() => { fs.rmSync(out, { recursive: true, force: true }) })
-  return path.join(out, 'test/fixtures/rel-crash-producer.js')
-}
 
 const SIZES: SizeSpec = { min: 8, max: 600, rareEvery: 40, rareMax: 40 * KiB }
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
 t.test('crash loop: SIGKILL at random moments, restart by name, every cycle delivers exactly what was published', async (t) => {
-  const fixture = transpile(t)
+  const [fixture] = transpileFixtures(t, ['rel-crash-producer.ts'])
   const cycles = Number(process.env.REL_CRASH_CYCLES ?? 300)
   for (const seed of seedsFromEnv('REL_CRASH_SEED', [0xc0ffee])) {
     const random = new Prng(seed)
