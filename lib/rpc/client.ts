@@ -13,7 +13,7 @@ import { isAlive } from '../platform/liveness'
 import { DEFAULT_CAPACITY, checkCapacity } from '../channel/options'
 import type { Consumer } from '../channel/consumer'
 import type { Producer } from '../channel/producer'
-import { Duplex } from './duplex'
+import { Duplex, type DuplexOptions } from './duplex'
 import {
   FLAG_NO_VALUE, FRAME_HEADER_SIZE, FRAME_KIND, FRAME_STATUS, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, STATUS_OK,
   decodeValue, malformed, putHeader, readId, remoteError, writeFrame
@@ -38,19 +38,48 @@ export async function connect<Req = unknown, Res = unknown> (name: string, optio
   const { codec, channel, peerCheckInterval } = common(options as ConnectionOptions<unknown, unknown>)
   if (options.capacity !== undefined) checkCapacity(options.capacity)
   const timeout = checkTimeout('timeout', options.timeout ?? 5000)
-  const signal = options.signal
-  const deadline = performance.now() + timeout
-  const ticket = await Ticket.claim(shm, deadline, signal, options.allowForeignOwner)
+  const settings: Settings = { shm, base, codec, channel, peerCheckInterval, timeout, capacity: options.capacity, allowForeignOwner: options.allowForeignOwner, reconnect: options.reconnect === true }
+  const link = await openLink(settings, options.signal)
+  return new Client<Req, Res>(settings, link)
+}
+
+/** What connect() was asked, kept by the client to connect again. */
+interface Settings {
+  shm: string
+  base: string
+  codec: Codec<unknown>
+  channel: DuplexOptions<Uint8Array>
+  peerCheckInterval: number
+  timeout: number
+  capacity: number | undefined
+  allowForeignOwner: boolean | undefined
+  reconnect: boolean
+}
+
+/** One connection: its two channels, and the server process at their other end. */
+interface Link {
+  connection: string
+  duplex: Duplex<Uint8Array, Uint8Array>
+  producer: Producer<Uint8Array>
+  consumer: Consumer<Uint8Array>
+  server: { pid: number, startTime: number }
+}
+
+/** Claims a slot of the server's listener, makes the connection's duplex and waits to be accepted. */
+async function openLink (settings: Settings, signal: AbortSignal | undefined): Promise<Link> {
+  const { shm, base, codec, channel } = settings
+  const deadline = performance.now() + settings.timeout
+  const ticket = await Ticket.claim(shm, deadline, signal, settings.allowForeignOwner)
   const connection = connectionName(base, { pid: process.pid, connection: ticket.connection })
   let duplex: Duplex<Uint8Array, Uint8Array> | undefined
   try {
     if (ticket.server.codec !== codec.name) {
       throw invalidValue('codec', `must be the server's: ${shm} uses ${JSON.stringify(ticket.server.codec)}, this client ${JSON.stringify(codec.name)}`)
     }
-    const capacity = options.capacity ?? (ticket.server.capacity !== 0 ? ticket.server.capacity : DEFAULT_CAPACITY)
+    const capacity = settings.capacity ?? (ticket.server.capacity !== 0 ? ticket.server.capacity : DEFAULT_CAPACITY)
     duplex = Duplex.connect<Uint8Array, Uint8Array>(connection, { ...channel, capacity })
     ticket.ready()
-    const answer = await ticket.answer(deadline, signal, peerCheckInterval)
+    const answer = await ticket.answer(deadline, signal, settings.peerCheckInterval)
     if (answer === 'refused') {
       throw new ShmChannelError('ERR_BUSY', `the server of ${shm} (pid ${ticket.server.pid}) refused the connection: it has its maxClients, or could not open the channels`)
     }
@@ -62,17 +91,40 @@ export async function connect<Req = unknown, Res = unknown> (name: string, optio
     throw err
   }
   ticket.release()
-  return new Client<Req, Res>(shm, connection, duplex, codec as Codec<Req | Res>, ticket.server, peerCheckInterval)
+  return { connection, duplex, producer: duplex.producer, consumer: duplex.consumer, server: ticket.server }
+}
+
+/** `promise`, or ERR_TIMEOUT after `timeout` ms, or an AbortError when `signal` aborts, whichever comes first. */
+async function bounded<T> (promise: Promise<T>, timeout: number, signal: AbortSignal | undefined): Promise<T> {
+  if (timeout === Infinity && signal === undefined) return await promise
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { done(); reject(new AbortError({ cause: signal?.reason })) }
+    const timer = timeout === Infinity
+      ? undefined
+      : setTimeout(() => { done(); reject(new ShmChannelError('ERR_TIMEOUT', `request timed out after ${timeout} ms`)) }, timeout)
+    const done = (): void => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    promise.then((value) => { done(); resolve(value) }, (err: unknown) => { done(); reject(err) })
+  })
 }
 
 export interface ClientEvents {
   /**
-   * The connection ended, once: `error` is undefined after close(), else
-   * why it broke: ERR_PEER_DEAD (the server died), ERR_CHANNEL_CLOSED (it
-   * closed the connection), or a protocol error. Emitted whether or not a
-   * request was in flight.
+   * The client ended, once: `error` is undefined after close(), else why
+   * its connection broke: ERR_PEER_DEAD (the server died), ERR_CHANNEL_CLOSED
+   * (it closed the connection), or a protocol error. Emitted whether or not
+   * a request was in flight. With `reconnect`, a broken connection emits
+   * 'disconnect' instead, and 'close' comes only from close().
    */
   close: [error: Error | undefined]
+  /**
+   * With `reconnect`: the connection broke (as for 'close'); the next
+   * request connects again.
+   */
+  disconnect: [error: Error]
 }
 
 interface Pending {
@@ -93,34 +145,37 @@ interface Pending {
 export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEvents> {
   /** The service name (with its slash). */
   readonly name: string
-  /** The server's process id. */
-  readonly serverPid: number
-  readonly #connection: string
-  readonly #duplex: Duplex<Uint8Array, Uint8Array>
-  readonly #producer: Producer<Uint8Array>
-  readonly #consumer: Consumer<Uint8Array>
+  readonly #settings: Settings
   readonly #codec: Codec<Req | Res>
-  readonly #server: { pid: number, startTime: number }
+  /** The current connection; replaced when the client connects again (`reconnect`). */
+  #link: Link
   readonly #pending = new Map<number, Pending>()
   #nextId = 0
   #reading = false
-  /** Set once the connection broke: every request fails like this. */
+  /** Set once the connection broke: every request fails like this, or (`reconnect`) connects again. */
   #failure: ShmChannelError | undefined
+  /** The connecting again that requests wait for, while it lasts. */
+  #reconnecting: Promise<void> | undefined
   #closed = false
   /** Looks at the server while no read loop runs; unref'd, so it keeps no process alive. */
-  readonly #watchdog: NodeJS.Timeout
+  #watchdog: NodeJS.Timeout | undefined
 
   /** Use `connect()`. */
-  constructor (name: string, connection: string, duplex: Duplex<Uint8Array, Uint8Array>, codec: Codec<Req | Res>, server: { pid: number, startTime: number }, peerCheckInterval: number) {
+  constructor (settings: Settings, link: Link) {
     super()
-    this.name = name
-    this.#connection = connection
-    this.#duplex = duplex
-    this.#producer = duplex.producer
-    this.#consumer = duplex.consumer
-    this.#codec = codec
-    this.#server = server
-    this.serverPid = server.pid
+    this.name = settings.shm
+    this.#settings = settings
+    this.#codec = settings.codec as Codec<Req | Res>
+    this.#link = link
+    this.#startWatchdog()
+  }
+
+  /** The process id of the server at the other end of the current connection. */
+  get serverPid (): number {
+    return this.#link.server.pid
+  }
+
+  #startWatchdog (): void {
     // Through a WeakRef: a client dropped without close() can still be
     // collected (its channels are then closed by their own finalizers).
     const self = new WeakRef(this)
@@ -128,7 +183,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
       const client = self.deref()
       if (client === undefined) clearInterval(watchdog)
       else client.#watch()
-    }, peerCheckInterval).unref()
+    }, this.#settings.peerCheckInterval).unref()
     this.#watchdog = watchdog
   }
 
@@ -146,11 +201,17 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
    * Rejects with a RemoteError (code ERR_REMOTE) if the handler failed,
    * ERR_TIMEOUT, an AbortError, ERR_PEER_DEAD if the server died,
    * ERR_CHANNEL_CLOSED if it (or this client) closed. A reply that comes
-   * after its request timed out or was cancelled is dropped.
+   * after its request timed out or was cancelled is dropped. With
+   * `reconnect`, a request made after the connection broke first connects
+   * again (within its own timeout and signal too); if no server accepts in
+   * time, it rejects with connect()'s error and the next request tries again.
    */
   request (value: Req, options: RequestOptions = {}): Promise<Res> {
-    if (this.#failure !== undefined) return Promise.reject(new ShmChannelError(this.#failure.code, this.#failure.message))
     if (this.#closed) return Promise.reject(new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed'))
+    if (this.#failure !== undefined) {
+      if (this.#settings.reconnect) return this.#requestAfterReconnect(value, options)
+      return Promise.reject(new ShmChannelError(this.#failure.code, this.#failure.message))
+    }
     let timeout: number
     let payload: string | Uint8Array | undefined
     try {
@@ -173,7 +234,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
         signal.addEventListener('abort', pending.onAbort, { once: true })
       }
       try {
-        const sent = writeFrame(this.#producer, KIND_REQUEST, STATUS_OK, payload === undefined ? FLAG_NO_VALUE : 0, id, payload)
+        const sent = writeFrame(this.#link.producer, KIND_REQUEST, STATUS_OK, payload === undefined ? FLAG_NO_VALUE : 0, id, payload)
         sent?.catch((err: unknown) => { this.#settle(id)?.reject(this.#translate(err)) })
       } catch (err) {
         this.#settle(id)
@@ -182,6 +243,27 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
       }
       this.#startReading()
     })
+  }
+
+  async #requestAfterReconnect (value: Req, options: RequestOptions): Promise<Res> {
+    const timeout = checkTimeout('timeout', options.timeout)
+    const started = performance.now()
+    this.#reconnecting ??= this.#reconnect().finally(() => { this.#reconnecting = undefined })
+    await bounded(this.#reconnecting, timeout, options.signal)
+    const left = timeout === Infinity ? Infinity : Math.max(1, timeout - (performance.now() - started))
+    return await this.request(value, { ...options, timeout: left })
+  }
+
+  /** Connects again, to whatever server now serves the name; the broken connection was closed by #fail. */
+  async #reconnect (): Promise<void> {
+    const link = await openLink(this.#settings, undefined)
+    if (this.#closed) {
+      link.duplex.close()
+      throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
+    }
+    this.#link = link
+    this.#failure = undefined
+    this.#startWatchdog()
   }
 
   #newId (): number {
@@ -210,10 +292,11 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     try {
       // Only if it can go at once: a CANCEL is advice, and a full ring (or
       // a request still queued behind it) means it would come too late.
-      const view = this.#producer.claim(FRAME_HEADER_SIZE)
+      const producer = this.#link.producer
+      const view = producer.claim(FRAME_HEADER_SIZE)
       if (view !== null) {
         putHeader(view, KIND_CANCEL, STATUS_OK, 0, id)
-        this.#producer.commit()
+        producer.commit()
       }
     } catch {}
   }
@@ -226,7 +309,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   }
 
   async #read (): Promise<void> {
-    const consumer = this.#consumer
+    const { consumer, server } = this.#link
     try {
       while (this.#pending.size > 0 && !this.#closed) {
         let frame: Buffer | undefined
@@ -248,7 +331,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
           if ((err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
           // A wait that ends by its timeout skips the channel's own peer
           // check (lib/segment/wait.ts checks the deadline first): check here.
-          if (!isAlive(this.#server.pid, this.#server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
+          if (!isAlive(server.pid, server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
           continue
         }
         if (!more) throw new ShmChannelError('ERR_CHANNEL_CLOSED', `the server of ${this.name} closed the connection`)
@@ -268,12 +351,12 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
    */
   #watch (): void {
     if (this.#reading || this.#failure !== undefined || this.#closed) return
-    const consumer = this.#consumer
+    const { consumer, server } = this.#link
     try {
       let frame: Buffer | undefined
       while ((frame = consumer.read()) !== undefined) this.#onFrame(frame)
       consumer.release()
-      if (!isAlive(this.#server.pid, this.#server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
+      if (!isAlive(server.pid, server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
     } catch (err) {
       this.#fail(this.#translate(err))
     }
@@ -301,7 +384,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   #translate (err: unknown): unknown {
     const code = (err as ShmChannelError).code
     if (this.#closed) return new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
-    if (code === 'ERR_PEER_DEAD') return new ShmChannelError('ERR_PEER_DEAD', `the server of ${this.name} (pid ${this.#server.pid}) died`)
+    if (code === 'ERR_PEER_DEAD') return new ShmChannelError('ERR_PEER_DEAD', `the server of ${this.name} (pid ${this.#link.server.pid}) died`)
     if (code === 'ERR_CHANNEL_CLOSED') return new ShmChannelError('ERR_CHANNEL_CLOSED', `the server of ${this.name} closed the connection`)
     return err
   }
@@ -312,9 +395,10 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     this.#failure = failure
     for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(failure)
     clearInterval(this.#watchdog)
-    this.#duplex.close()
+    this.#link.duplex.close()
     if (failure.code === 'ERR_PEER_DEAD') this.#cleanUpAfterServer()
-    this.emit('close', failure)
+    if (this.#settings.reconnect) this.emit('disconnect', failure)
+    else this.emit('close', failure)
   }
 
   /**
@@ -327,10 +411,12 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     const closed = new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
     for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(closed)
     clearInterval(this.#watchdog)
-    const broken = this.#failure !== undefined
-    this.#duplex.close()
-    if (!isAlive(this.#server.pid, this.#server.startTime)) this.#cleanUpAfterServer()
-    if (!broken) this.emit('close', undefined)
+    // Without reconnect a broken connection has already emitted 'close'.
+    const closeEmitted = this.#failure !== undefined && !this.#settings.reconnect
+    this.#link.duplex.close()
+    const { server } = this.#link
+    if (!isAlive(server.pid, server.startTime)) this.#cleanUpAfterServer()
+    if (!closeEmitted) this.emit('close', undefined)
   }
 
   /** `using client = await connect(...)`: close() at the end of the scope. */
@@ -341,8 +427,8 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   /** A dead server removes nothing: the last ones out clean up after it. */
   #cleanUpAfterServer (): void {
     try {
-      Duplex.unlink(this.#connection)
-      reclaimListener(this.name, this.#server)
+      Duplex.unlink(this.#link.connection)
+      reclaimListener(this.name, this.#link.server)
     } catch {}
   }
 }

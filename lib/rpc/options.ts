@@ -53,6 +53,14 @@ export interface ConnectOptions<Req = unknown, Res = unknown> extends Connection
   timeout?: number
   /** Gives up connecting. */
   signal?: AbortSignal
+  /**
+   * When the connection breaks (the server died or closed it), the next
+   * request connects again to whatever server then serves the name, waiting
+   * up to `timeout` for one, instead of failing. Requests in flight at the
+   * break still fail (ERR_PEER_DEAD, ERR_CHANNEL_CLOSED): they are never
+   * sent again, since a handler may not be idempotent. Default false.
+   */
+  reconnect?: boolean
 }
 
 export interface RequestOptions {
