@@ -25,12 +25,13 @@ import { CHANNEL, checkSegment } from './segment'
 const MAX_LENGTH = constants.MAX_LENGTH
 const READ_MARK = L.word(L.READ_MARK_OFFSET)
 
-// What the hot paths below use of the layout, bound once as module constants.
-// A constant here compiles to an immediate; a property of the layout module is
-// a load from its CommonJS exports object each time, and that object is in
-// dictionary mode (its re-exports are accessors), so each load is a hash
-// lookup. Reading them through `L.` on every message made trySend/receiveSync
-// at 64 B about half as fast (docs/performance.md, "Layout constants").
+// What the hot paths below use of the layout, bound once as module constants:
+// a constant here compiles to an immediate, a property of the layout module is
+// a load from its CommonJS exports object each time. When that object was in
+// dictionary mode (it re-exported values, which compile to accessors; it
+// exports plain constants now, and lint forbids re-exports in lib/), reading
+// them through `L.` per message made trySend/receiveSync at 64 B about half as
+// fast (docs/performance.md, "Layout constants").
 const BYTES_RECEIVED_WORD = L.word(L.BYTES_RECEIVED_OFFSET)
 const BYTES_SENT_WORD = L.word(L.BYTES_SENT_OFFSET)
 const CONSUMER_PARKED_WORD = L.word(L.CONSUMER_PARKED_OFFSET)
@@ -51,7 +52,7 @@ const TYPE_DATA = L.TYPE_DATA
 const TYPE_MASK = L.TYPE_MASK
 const TYPE_PADDING = L.TYPE_PADDING
 const HEADER_SIZE = L.HEADER_SIZE
-/** L.alignRecord with the constants above: the layout's own reads its module's exports. */
+/** L.alignRecord over the constants above, so that it too compiles to immediates. */
 function alignRecord (payloadLength: number): number {
   return (payloadLength + RECORD_HEADER_SIZE + RECORD_ALIGNMENT - 1) & ~(RECORD_ALIGNMENT - 1)
 }
