@@ -13,19 +13,29 @@ DEFAULT_TIER_FULL_NODE=24
 # On the other Nodes of the matrix (x64), the default tier less the long
 # files that exercise only the protocol's JavaScript over the same native
 # calls (peer-death detection, crashes mid-write, backpressure, corrupt and
-# hostile segments): what differs between Nodes is the addon's build, its
-# Node-API and V8 surface, garbage collection and worker threads, and every
-# file that touches those runs on every Node.
+# hostile segments, restarts and takeovers, reconnecting clients, the
+# inspector): what differs between Nodes is the addon's build, its Node-API
+# and V8 surface, garbage collection, timers and microtasks, and worker
+# threads, and every file that touches those runs on every Node.
 ONCE_ONLY=(
   test/channel/crash.peer-death.test.ts
   test/channel/crash.in-flight.test.ts
   test/channel/backpressure.test.ts
   test/channel/segment.corrupt.test.ts
+  test/channel/lifecycle.test.ts
+  test/channel/restart.*.test.ts
+  test/rpc/reconnect.test.ts
+  test/tools/cli.test.ts
   test/security.test.ts
 )
 MATRIX_TIER=()
 for file in "${DEFAULT_TIER[@]}"; do
-  [[ " ${ONCE_ONLY[*]} " == *" $file "* ]] || MATRIX_TIER+=("$file")
+  once=0
+  for pattern in "${ONCE_ONLY[@]}"; do
+    # shellcheck disable=SC2053
+    [[ $file == $pattern ]] && once=1
+  done
+  [ "$once" = 1 ] || MATRIX_TIER+=("$file")
 done
 
 # Slow tier: long stress and soak runs, on one Node (SLOW_TIER_NODE).
