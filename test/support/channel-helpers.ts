@@ -15,7 +15,7 @@ import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import type { Test } from 'tap'
 
-import type { Codec } from '../../lib/index'
+import type { Codec, Producer } from '../../lib/index'
 import { Prng } from './prng'
 
 // ---------------------------------------------------------------------------
@@ -324,6 +324,35 @@ function trySend (producer: StreamProducer, message: Uint8Array): boolean {
   } catch (err) {
     if ((err as { code?: string }).code === 'ERR_MESSAGE_TOO_LARGE') return false
     throw err
+  }
+}
+
+/**
+ * The crash and restart fixtures' producer loop: test messages from `first`
+ * on, forever (until the process is killed). A third of the small ones are
+ * written in place (claim, fill, commit), so kills land between claim and
+ * commit too; the rest go by sendSync, some fragmented. `published(n)` runs
+ * after each message is published (sendSync and commit publish before they
+ * return) with the number after it: what a SIGKILL cannot take back. Now and
+ * then a pause of up to 3 ms, so kills land while the producer is idle,
+ * waiting or writing.
+ */
+export function produceUntilKilled (producer: Producer<Uint8Array>, seed: number, spec: SizeSpec, first: number, pauseSeed: number, published: (next: number) => void): never {
+  const sizes = new MessageSizes(seed, spec)
+  const out = Buffer.allocUnsafe(Math.max(spec.max, spec.rareMax ?? 0))
+  const random = new Prng(pauseSeed)
+  const sleeper = new Int32Array(new SharedArrayBuffer(4))
+  for (let seq = first; ; seq++) {
+    const size = sizes.of(seq) as number
+    const view = size <= producer.capacity / 4 - 8 && random.chance(0.33) ? producer.claim(size) : null
+    if (view !== null) {
+      writeMessage(view, seed, seq, size)
+      producer.commit()
+    } else {
+      producer.sendSync(writeMessage(out, seed, seq, size))
+    }
+    published(seq + 1)
+    if (random.chance(0.02)) Atomics.wait(sleeper, 0, 0, random.int(3))
   }
 }
 
