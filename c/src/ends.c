@@ -8,13 +8,16 @@
 
 #include <unistd.h>
 
+/* State, pid, start time, state again: the fields belong together when both state loads agree. */
 end_info shmc_read_end(const shmc_channel *c, uint32_t end) {
   end_info e;
-  e.pid = atomic_load(word(c, end + END_PID));
-  e.start_time = (uint64_t)atomic_load(word(c, end + END_START_LOW)) |
-                 ((uint64_t)atomic_load(word(c, end + END_START_HIGH)) << 32);
-  e.state = atomic_load(word(c, end + END_STATE));
-  return e;
+  for (;;) {
+    e.state = atomic_load(word(c, end + END_STATE));
+    e.pid = atomic_load(word(c, end + END_PID));
+    e.start_time = (uint64_t)atomic_load(word(c, end + END_START_LOW)) |
+                   ((uint64_t)atomic_load(word(c, end + END_START_HIGH)) << 32);
+    if (atomic_load(word(c, end + END_STATE)) == e.state) return e;
+  }
 }
 
 /* Takes a free end: compare-and-swap of the pid from 0, start time, then state OPEN. 0 if another got it. */
@@ -37,9 +40,9 @@ int shmc_end_live(const end_info *e) {
 }
 
 /*
- * Gone without closing: OPEN and not live; CLAIMING (a takeover) by a pid
- * that no longer runs; or mid-claim (pid set, state still FREE) by a pid
- * that no longer runs.
+ * Gone without closing: OPEN and not live; CLAIMING (a takeover) or opening
+ * (pid set, state still FREE) by a pid that no longer runs. Claiming or
+ * opening by a running pid is "arriving": neither live nor dead.
  */
 int shmc_end_dead(const end_info *e) {
   if (e->state == END_OPEN) return !shmc_end_live(e);

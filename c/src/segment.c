@@ -94,16 +94,12 @@ typedef enum verdict { JOINED, RETRY, STALE, UNFINISHED } verdict;
 static int judge(shmc_channel *c, verdict *v) {
   end_info mine = shmc_read_end(c, c->own_end), theirs = shmc_read_end(c, c->peer_end);
   if (mine.state == END_FREE && mine.pid == 0) {
-    if (c->role == SHMC_CONSUMER || theirs.state == END_FREE || !shmc_end_used_up(&theirs)) {
+    /* An arriving peer (opening or claiming, its pid running) is not used up: join it. */
+    if (c->role == SHMC_CONSUMER || !shmc_end_used_up(&theirs)) {
       *v = shmc_claim_end(c, c->own_end) ? JOINED : RETRY;
       return SHMC_OK;
     }
     *v = STALE;
-    return SHMC_OK;
-  }
-  if (mine.state == END_FREE) {
-    /* Mid-claim: another opener is between its pid and its state. Look again, unless it died there. */
-    *v = shmc_end_dead(&mine) ? STALE : RETRY;
     return SHMC_OK;
   }
   if (shmc_end_live(&mine)) return SHMC_EEND_TAKEN;
@@ -111,8 +107,12 @@ static int judge(shmc_channel *c, verdict *v) {
     *v = STALE;
     return SHMC_OK;
   }
-  if (mine.state == END_CLAIMING && !shmc_end_dead(&mine)) return SHMC_EEND_TAKEN;
-  /* Dead. Worth a takeover if the other end is live or being taken over, or bytes are unread. */
+  if (!shmc_end_dead(&mine)) {
+    /* Arriving: another process is opening or taking over this end. Look again until its state changes. */
+    *v = RETRY;
+    return SHMC_OK;
+  }
+  /* Dead (open, claiming or opening, its holder gone). Worth a takeover if the other end is live or arriving, or bytes are unread. */
   uint32_t unread = atomic_load(word(c, OFF_PRODUCER_POSITION)) - atomic_load(word(c, OFF_CONSUMER_POSITION));
   int producer_gone = c->role == SHMC_PRODUCER && theirs.state == END_CLOSED;
   if (!producer_gone && (!shmc_end_used_up(&theirs) || theirs.state == END_FREE || unread != 0)) return SHMC_EDEAD_END;
