@@ -12,6 +12,7 @@ import path from 'node:path'
 import type { Test } from 'tap'
 
 import { FixtureProcess } from '../support/fixture-process'
+import { untilParked } from '../support/shm'
 
 const root = path.join(__dirname, '..', '..')
 
@@ -94,26 +95,59 @@ export type CDone = Awaited<ReturnType<CPeer['done']>>
 /** What the Node end (test/fixtures/c-node-end.ts) reports of a stream. */
 export interface NodeResult { result: string, count: number, bytes: number, ms: number, problem?: string, timesFull?: number }
 
-export interface StreamSpec { seed: number, count: number, capacity: number, wait: 'adaptive' | 'spin' | 'block' }
+export interface StreamSpec {
+  seed: number
+  count: number
+  capacity: number
+  wait: 'adaptive' | 'spin' | 'block'
+  /**
+   * Start this side first and wait until it sleeps (its parked flag is up)
+   * before the other opens: a consumer sleeping on an empty ring, or a
+   * producer on a ring it filled. The other side then has to wake it.
+   */
+  parkedFirst?: 'producer' | 'consumer'
+}
 
-/** A C producer creates the channel and sends the seeded stream; a Node consumer (another process) joins and checks it. */
+/** A C producer sends the seeded stream and a Node consumer (another process) checks it; the C end creates the channel unless the consumer is to park first. */
 export async function streamCToNode (t: Test, build: string, name: string, spec: StreamSpec): Promise<{ c: CDone, node: NodeResult }> {
-  const producer = new CPeer(t, build, ['produce', name, String(spec.seed), String(spec.count), String(spec.capacity), spec.wait])
-  await producer.line('open')
   const node = new FixtureProcess(t, 'c-node-end.ts')
-  const received = node.call<NodeResult>('consume', { name, ...spec })
+  const startProducer = (): CPeer => new CPeer(t, build, ['produce', name, String(spec.seed), String(spec.count), String(spec.capacity), spec.wait])
+  let producer: CPeer
+  let received: Promise<NodeResult>
+  if (spec.parkedFirst === 'consumer') {
+    received = node.call<NodeResult>('consume', { name, ...spec })
+    await node.event('open')
+    await untilParked(name, 'consumer')
+    producer = startProducer()
+  } else {
+    producer = startProducer()
+    await producer.line('open')
+    if (spec.parkedFirst === 'producer') await untilParked(name, 'producer')
+    received = node.call<NodeResult>('consume', { name, ...spec })
+  }
   const c = await producer.done()
   const result = await received
   t.same(await producer.exited, { code: 0, signal: null }, 'the C producer exits 0')
   return { c, node: result }
 }
 
-/** A Node producer creates the channel and sends the seeded stream; a C consumer joins and checks it, then reports how its next read ended. */
+/** A Node producer sends the seeded stream and a C consumer checks it, then reports how its next read ended; the Node end creates the channel unless the consumer is to park first. */
 export async function streamNodeToC (t: Test, build: string, name: string, spec: StreamSpec): Promise<{ c: CDone, node: NodeResult, end: string }> {
   const node = new FixtureProcess(t, 'c-node-end.ts')
-  const sent = node.call<NodeResult>('produce', { name, ...spec })
-  await node.event('open')
-  const consumer = new CPeer(t, build, ['consume', name, String(spec.seed), String(spec.count), String(spec.capacity), spec.wait])
+  const startConsumer = (): CPeer => new CPeer(t, build, ['consume', name, String(spec.seed), String(spec.count), String(spec.capacity), spec.wait])
+  let consumer: CPeer
+  let sent: Promise<NodeResult>
+  if (spec.parkedFirst === 'consumer') {
+    consumer = startConsumer()
+    await consumer.line('open')
+    await untilParked(name, 'consumer')
+    sent = node.call<NodeResult>('produce', { name, ...spec })
+  } else {
+    sent = node.call<NodeResult>('produce', { name, ...spec })
+    await node.event('open')
+    if (spec.parkedFirst === 'producer') await untilParked(name, 'producer')
+    consumer = startConsumer()
+  }
   const c = await consumer.done()
   const end = await consumer.line('result')
   const result = await sent
