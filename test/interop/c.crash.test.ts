@@ -48,8 +48,7 @@ t.test('kill -9 of either side ends the survivor\'s wait with ERR_PEER_DEAD', as
   await t.test('a Node producer killed: the C consumer waiting in shmc_read gets SHMC_EPEER_DEAD', async (t) => {
     const name = channelName()
     const node = new FixtureProcess(t, 'c-node-end.ts')
-    void node.call('idle', { name, capacity: CAPACITY, role: 'producer' }).catch(() => {})
-    await node.event('open')
+    await node.call('idle', { name, capacity: CAPACITY, role: 'producer' })
     const consumer = new CPeer(t, build, ['hold-consumer', name, String(CAPACITY), 'block'])
     await consumer.line('open')
     await untilParked(name, 'consumer')
@@ -82,8 +81,7 @@ t.test('kill -9 of either side ends the survivor\'s wait with ERR_PEER_DEAD', as
   await t.test('a Node consumer killed: the C producer blocked on a full ring gets SHMC_EPEER_DEAD', async (t) => {
     const name = channelName()
     const node = new FixtureProcess(t, 'c-node-end.ts')
-    void node.call('idle', { name, capacity: CAPACITY, role: 'consumer' }).catch(() => {})
-    await node.event('open')
+    await node.call('idle', { name, capacity: CAPACITY, role: 'consumer' })
     const producer = new CPeer(t, build, ['hold-producer', name, String(CAPACITY), 'block'])
     await producer.line('full')
     await untilParked(name, 'producer')
