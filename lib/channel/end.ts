@@ -7,7 +7,7 @@ import { ShmChannelError } from '../errors'
 import { wake } from '../platform/futex'
 import { Region } from '../platform/region'
 import { createOrAttach, unlinkQuietly, type JoinVerdict, type SegmentKind } from '../segment/attach'
-import { claimEnd, closeEnd, endDead, endLive, endUsedUp, markEndOnThreadExit, readEnd, takeOverEnd, type EndInfo } from '../segment/ends'
+import { claimEnd, closeEnd, endDead, endLive, endOpening, endUsedUp, markEndOnThreadExit, readEnd, takeOverEnd, type EndInfo } from '../segment/ends'
 import { checkTimeout } from '../options'
 import * as L from './layout'
 import { checkCapacity, DEFAULT_CAPACITY, peerDeathSettings, type ChannelOptions, type PeerDeathSettings } from './options'
@@ -86,12 +86,16 @@ function channelKind (role: Role, capacity: number, arrived: (how: Arrival) => v
       const h = headerOf(buffer)
       const mine = readEnd(h, own)
       const theirs = readEnd(h, peer)
-      if (mine.state === L.END_FREE) {
-        if (mine.pid !== 0) return 'retry' // another process is between its pid and its state (claimEnd)
+      if (endOpening(mine)) {
+        // Another process is between its pid and its state (claimEnd): look
+        // again. If it died there, the end is dead: handled as below.
+        if (!endDead(mine)) return 'retry'
+      } else if (mine.state === L.END_FREE) {
         // A consumer joins even after its producer closed or died: what was
         // published is still to be read. A producer does not join a channel
-        // whose consumer is gone: nobody would read it.
-        if (theirs.state === L.END_FREE || !endUsedUp(theirs) || role === 'consumer') {
+        // whose consumer is gone: nobody would read it. A peer that is
+        // opening (or taking over) and runs is not gone: it is arriving.
+        if (!endUsedUp(theirs) || role === 'consumer') {
           if (!claimEnd(h, own)) return 'retry' // another process took the end at this instant
           arrived(FIRST)
           return 'joined'

@@ -120,14 +120,21 @@ export function endUsedUp (end: EndInfo): boolean {
 }
 
 /**
- * True when the end's holder is gone without closing: OPEN and not alive,
- * or CLAIMING by a process that no longer runs (a claimant that died
- * mid-takeover). A live claimant is not dead: a replacement is arriving.
+ * True when the end's holder is gone without closing: OPEN and not alive;
+ * CLAIMING by a process that no longer runs (a claimant that died
+ * mid-takeover); or opening (pid set, state still FREE: between claimEnd's
+ * compare-and-swap and its state store) by a process that no longer runs.
+ * A claimant or opener that runs is not dead: it is arriving.
  */
 export function endDead (end: EndInfo): boolean {
   if (end.state === END_OPEN) return !endLive(end)
-  if (end.state === END_CLAIMING) return end.pid === process.pid ? false : !isRunning(end.pid)
+  if (end.state === END_CLAIMING || endOpening(end)) return end.pid === process.pid ? false : !isRunning(end.pid)
   return false
+}
+
+/** Pid taken, state not yet stored (claimEnd under way, or its taker died there). */
+export function endOpening (end: EndInfo): boolean {
+  return end.state === END_FREE && end.pid !== 0
 }
 
 /** What takeOverEnd found. */
@@ -179,7 +186,7 @@ export function takeOverEnd (h: Int32Array, endOffset: number, takeoverOffset: n
         }
         continue
       }
-    } else if (!(end.state === END_OPEN && !endLive(end))) {
+    } else if (!((end.state === END_OPEN && !endLive(end)) || (endOpening(end) && endDead(end)))) {
       return 'live'
     }
     const claim = ((((seen >>> 1) + 1) << 1) | 1) & 0x7fffffff
