@@ -163,6 +163,8 @@ export class Store<T = unknown> {
   #damage: Damage[] = []
   readonly #watches = new Set<WatchEntry>()
   #events: WatchEvent[] = []
+  /** While a new file's index is built: its records are not news, the difference with the old index is. */
+  #muted = false
   #watchLoop: Promise<void> | undefined
   #waitAbort: AbortController | undefined
   #pendingWait: Promise<unknown> | undefined
@@ -385,7 +387,7 @@ export class Store<T = unknown> {
   }
 
   #changed (event: WatchEvent): void {
-    if (this.#watches.size === 0) return
+    if (this.#watches.size === 0 || this.#muted) return
     if (this.#events.length === 0) queueMicrotask(() => { this.#dispatch() })
     this.#events.push(event)
   }
@@ -624,17 +626,33 @@ export class Store<T = unknown> {
     if (needed > MAX_FILE_SIZE) throw new ShmChannelError('ERR_STORE_FULL', `the store ${this.path} would pass ${MAX_FILE_SIZE} bytes`)
     const size = fs.fstatSync(this.#fd).size
     if (size < needed) {
-      const target = Math.min(MAX_FILE_SIZE, Math.ceil(Math.max(needed, size * 2) / PAGE) * PAGE)
-      binding.allocate(this.#fd, target, this.path)
+      const exact = Math.ceil(needed / PAGE) * PAGE
+      const doubled = Math.min(MAX_FILE_SIZE, Math.ceil(Math.max(needed, size * 2) / PAGE) * PAGE)
+      try {
+        binding.allocate(this.#fd, doubled, this.path)
+      } catch (err) {
+        // No room to double: what this write needs may still fit.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || doubled === exact) throw err
+        binding.allocate(this.#fd, exact, this.path)
+      }
     }
     this.#remap()
   }
 
+  /**
+   * Compacts past the garbage ratio, after a write has committed: if it
+   * fails (ENOSPC for the new file) the write still stands, so the failure
+   * is a warning, and the next write tries again.
+   */
   #maybeCompact (): void {
     const used = this.#applied * COMMIT_UNIT - DATA_START
     if (used < this.#settings.compactMinSize) return
     if (used - this.#live <= used * this.#settings.compactRatio) return
-    this.#compactLocked()
+    try {
+      this.#compactLocked()
+    } catch (err) {
+      process.emitWarning(`shm-channel store ${this.path}: automatic compaction failed: ${(err as Error).message}`, { code: 'SHM_CHANNEL_STORE_COMPACTION' })
+    }
   }
 
   /**
@@ -728,7 +746,12 @@ export class Store<T = unknown> {
     this.#expiring = 0
     this.#applied = 0
     this.#damage = []
-    this.#attach(true)
+    this.#muted = true
+    try {
+      this.#attach(true)
+    } finally {
+      this.#muted = false
+    }
     this.#waitAbort?.abort()
     if (watching.size === 0) return
     const after = new Map<string, Entry>()

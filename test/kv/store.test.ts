@@ -5,14 +5,14 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 
 import { Store, codecs } from '../../lib/index'
 import { DATA_START } from '../../lib/kv/layout'
 import { thrown } from '../support/peers'
 import { closeAtEnd, leavesNothingInDevShm, tempDir } from '../support/shm'
 
-function storePath (t: Parameters<Parameters<typeof t.test>[1]>[0]): string {
+function storePath (t: Test): string {
   return path.join(tempDir(t), 'store.kv')
 }
 
