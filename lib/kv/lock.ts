@@ -34,22 +34,32 @@ export function acquire (h: Int32Array): Acquired {
   for (let i = 0; i < SPINS; i++) {
     if (claimEnd(h, LOCK_OFFSET)) return 'taken'
   }
+  // The holder's liveness is read from /proc (system calls): only once the same pid has held the lock for a whole slice.
+  let holder = 0
+  let since = 0
   for (;;) {
     if (claimEnd(h, LOCK_OFFSET)) return 'taken'
-    const end = readEnd(h, LOCK_OFFSET)
-    if (endDead(end)) {
-      if (takeOverEnd(h, LOCK_OFFSET, LOCK_TAKEOVER_OFFSET) === 'taken') return 'recovered'
-      continue
-    }
-    if (end.pid !== 0 && end.state === END_FREE && !isRunning(end.pid)) {
-      // Died between its compare-and-swap of the pid and its OPEN: free the slot.
-      Atomics.compareExchange(h, PID, end.pid, 0)
-      continue
+    const pid = Atomics.load(h, PID)
+    if (pid === 0) continue
+    if (pid !== holder) {
+      holder = pid
+      since = performance.now()
+    } else if (performance.now() - since >= SLICE_MS) {
+      since = performance.now()
+      const end = readEnd(h, LOCK_OFFSET)
+      if (endDead(end)) {
+        if (takeOverEnd(h, LOCK_OFFSET, LOCK_TAKEOVER_OFFSET) === 'taken') return 'recovered'
+        continue
+      }
+      if (end.pid !== 0 && end.state === END_FREE && !isRunning(end.pid)) {
+        // Died between its compare-and-swap of the pid and its store of OPEN: free the slot.
+        Atomics.compareExchange(h, PID, end.pid, 0)
+        continue
+      }
     }
     // Count ourselves before the re-check, so a release either sees us or we see it (as in lib/segment/wait.ts).
     Atomics.add(h, WAITERS, 1)
-    const pid = Atomics.load(h, PID)
-    if (pid !== 0) futexWait(h, PID, pid, SLICE_MS)
+    if (Atomics.load(h, PID) === pid) futexWait(h, PID, pid, SLICE_MS)
     Atomics.sub(h, WAITERS, 1)
   }
 }

@@ -676,7 +676,8 @@ export class Store<T = unknown> {
       }
     }
     entries.sort((a, b) => a.offset - b.offset)
-    const size = Math.ceil(Math.max(this.#settings.initialSize, DATA_START + live * 2) / PAGE) * PAGE
+    // A quarter of headroom: the file stays within 1.25x its live records until writes make it grow (by doubling).
+    const size = Math.ceil(Math.max(this.#settings.initialSize, DATA_START + live + live / 4) / PAGE) * PAGE
     const region = Region.createFile(tmp, size, { mode: this.#settings.mode })
     try {
       const out = Buffer.from(region.buffer)
