@@ -204,6 +204,13 @@ export class Store<T = unknown> {
     return c.decode(this.#buf.subarray(entry.valueStart, end))
   }
 
+  /** The name of the codec that wrote `key`'s value ('json', 'utf8', ... or 'custom'), or undefined if the key is absent. */
+  codecOf (key: Key): string | undefined {
+    if (!this.has(key)) return undefined
+    const entry = typeof key === 'string' ? this.#strings.get(key) : this.#bytes.get(latin1(keyBytes(key)))
+    return entry === undefined ? undefined : entry.codec === 0 ? 'custom' : CODEC_NAMES[entry.codec] ?? `codec ${entry.codec}`
+  }
+
   has (key: Key): boolean {
     if (Atomics.load(this.#h, COMMIT) !== this.#applied) this.#catchUp()
     const entry = typeof key === 'string' ? this.#strings.get(key) : this.#bytes.get(latin1(keyBytes(key)))
