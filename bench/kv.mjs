@@ -226,6 +226,7 @@ async function latency (mode, rounds) {
   const child = fork(new URL(import.meta.url).pathname, ['echo', dir, mode])
   await new Promise((resolve) => child.once('message', resolve))
   const samples = []
+  /** @type {(value?: unknown) => void} */
   let answered = () => {}
   const w = mode === 'watch' ? store.watch('pong', () => answered()) : undefined
   for (let i = 0; i < rounds; i++) {

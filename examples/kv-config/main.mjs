@@ -22,6 +22,7 @@ const increments = option('increments', 2000)
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kv-config-'))
 const file = path.join(dir, 'app.kv')
+/** @type {Store<any>} */
 const store = Store.open(file)
 store.set('config/greeting', 'hello')
 store.set('config/batchSize', 100)

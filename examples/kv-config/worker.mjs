@@ -3,6 +3,7 @@
 import { Store } from 'shm-channel'
 
 const [role, file, name, incrementsText] = process.argv.slice(2)
+/** @type {Store<any>} */
 const store = Store.open(file)
 
 if (role === 'watcher') {
