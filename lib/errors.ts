@@ -38,6 +38,12 @@ export type ErrorCode =
    * `remoteCode`/`remoteName` carry the remote error's `code` and `name`.
    */
   | 'ERR_REMOTE'
+  /** The key-value store was closed by this process (lib/kv/store.ts). */
+  | 'ERR_STORE_CLOSED'
+  /** A typed get found a value written with another codec. */
+  | 'ERR_VALUE_TYPE'
+  /** A store file would pass the largest size its commit word can address (32 GiB). */
+  | 'ERR_STORE_FULL'
 
 export class ShmChannelError extends Error {
   readonly code: ErrorCode

@@ -23,3 +23,7 @@ export type { ServeOptions, RequestContext, ClientInfo, Handler, ServerEvents } 
 export { connect, Client } from './rpc/client'
 export type { ConnectOptions, RequestOptions, ClientEvents } from './rpc/client'
 export type { ConnectionOptions } from './rpc/options'
+export { Store } from './kv/store'
+export type { Key, SetOptions, BatchOperation, WatchEvent, WatchOptions, Watch, VerifyResult } from './kv/store'
+export type { StoreOptions } from './kv/options'
+export type { Damage } from './kv/records'

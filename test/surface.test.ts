@@ -16,7 +16,7 @@ t.test('every runtime export is documented in the README\'s API section', async 
   const names = Object.keys(api).sort()
   t.same(names, [
     'AbortError', 'Client', 'Consumer', 'DEFAULT_CAPACITY', 'DEFAULT_MAX_MESSAGE_SIZE', 'Duplex', 'MAX_REGION_SIZE', 'Producer', 'Region',
-    'RemoteError', 'Server', 'ShmChannelError', 'codecs', 'connect', 'createChannelBuffer', 'futex', 'serve'
+    'RemoteError', 'Server', 'ShmChannelError', 'Store', 'codecs', 'connect', 'createChannelBuffer', 'futex', 'serve'
   ])
   for (const name of names) {
     t.ok(apiSection.includes(name), `${name} is in the API section`)

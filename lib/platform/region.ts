@@ -233,10 +233,15 @@ export class Region {
  * and would then read what we send or feed what we receive (docs/security.md).
  */
 export function checkOwner (region: Region, allowForeignOwner: boolean | undefined): void {
+  checkOwnerOf(region.name ?? region.path ?? '', region.owner, allowForeignOwner)
+}
+
+/** checkOwner for an object known by its label (name or path) and owner uid, mapped or not. */
+export function checkOwnerOf (label: string, owner: number, allowForeignOwner: boolean | undefined): void {
   if (allowForeignOwner === true) return
   const uid = process.geteuid?.()
-  if (uid === undefined || region.owner === uid) return
-  throw new ShmChannelError('ERR_FOREIGN_OWNER', `${region.name ?? region.path} is owned by user ${region.owner}, not by this process's user ${uid}; pass allowForeignOwner: true to join it`)
+  if (uid === undefined || owner === uid) return
+  throw new ShmChannelError('ERR_FOREIGN_OWNER', `${label} is owned by user ${owner}, not by this process's user ${uid}; pass allowForeignOwner: true to join it`)
 }
 
 /** Where Linux shows a shared memory name in the file system. */

@@ -11,6 +11,7 @@ import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 import * as L from '../channel/layout'
+import { describeEntry, dump, findStores, openForInspection, verify as verifyStore } from '../kv/inspect'
 import { Region, checkName } from '../platform/region'
 import {
   SHM_DIR, ageOf, collectable, listChannels, probe, read,
@@ -52,6 +53,16 @@ Commands:
   gc [--dry-run] [--json] [--prefix PREFIX]
       Remove channels none of whose ends is alive (each is dead, closed or
       free); --dry-run only says what would go.
+  kv-ls [DIR] [--json]
+      List the key-value store files in DIR (default: the current directory).
+  kv-get PATH KEY [--json]
+      A key's value in the store at PATH, decoded with the codec that wrote it.
+  kv-dump PATH [--json]
+      Every key and value of the store at PATH.
+  kv-verify PATH [--json]
+      Read every record again; list damaged stretches (exit 1 if any).
+  kv-compact PATH
+      Rewrite the store's live records into a new file that replaces it.
   help [COMMAND]
       This text.
 
@@ -101,6 +112,11 @@ const COMMANDS: Record<string, Command> = {
   stat: { options: { json: 'boolean', watch: 'boolean', interval: 'string' }, positionals: ['NAME'], run: stat },
   rm: { options: { force: 'boolean' }, positionals: ['NAME'], run: rm },
   gc: { options: { 'dry-run': 'boolean', json: 'boolean', prefix: 'string' }, positionals: [], run: gc },
+  'kv-ls': { options: { json: 'boolean' }, positionals: ['DIR?'], run: kvLs },
+  'kv-get': { options: { json: 'boolean' }, positionals: ['PATH', 'KEY'], run: kvGet },
+  'kv-dump': { options: { json: 'boolean' }, positionals: ['PATH'], run: kvDump },
+  'kv-verify': { options: { json: 'boolean' }, positionals: ['PATH'], run: kvVerify },
+  'kv-compact': { options: {}, positionals: ['PATH'], run: kvCompact },
   help: { options: {}, positionals: ['COMMAND?'], run: (_args, io) => { io.stdout.write(USAGE); return EXIT_OK } }
 }
 
@@ -511,4 +527,71 @@ function table (header: string[], rows: string[][], numeric: Set<number>): strin
     .map((cell, i) => numeric.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i]))
     .join('  ').trimEnd() + '\n'
   return [header, ...rows].map(format).join('')
+}
+
+// ---- key-value stores (the reading is lib/kv/inspect.ts's) --------------------
+
+function kvLs (args: ParsedArgs, io: CliIO): number {
+  const stores = findStores(args.positionals[0] ?? '.')
+  if (args.flags.json === true) io.stdout.write(JSON.stringify(stores) + '\n')
+  else for (const s of stores) io.stdout.write(`${s.path}\t${bytes(s.size)}\n`)
+  return EXIT_OK
+}
+
+function showValue (value: unknown): string {
+  return Buffer.isBuffer(value) ? `hex:${value.toString('hex')}` : JSON.stringify(value) ?? String(value)
+}
+
+function kvGet (args: ParsedArgs, io: CliIO): number {
+  const store = openForInspection(args.positionals[0], { allowForeignOwner: true })
+  try {
+    const entry = describeEntry(store, args.positionals[1])
+    if (entry === undefined) throw new CliError(EXIT_FAILURE, `no key ${JSON.stringify(args.positionals[1])} in ${args.positionals[0]}`)
+    if (args.flags.json === true) io.stdout.write(JSON.stringify(entry) + '\n')
+    else io.stdout.write(entry.codec === 'custom' ? '(written with a custom codec)\n' : showValue(entry.value) + '\n')
+    return EXIT_OK
+  } finally {
+    store.close()
+  }
+}
+
+function kvDump (args: ParsedArgs, io: CliIO): number {
+  const store = openForInspection(args.positionals[0], { allowForeignOwner: true })
+  try {
+    for (const entry of dump(store)) {
+      if (args.flags.json === true) io.stdout.write(JSON.stringify(entry) + '\n')
+      else io.stdout.write(`${entry.key}\t${entry.codec}\t${entry.codec === 'custom' ? '' : showValue(entry.value)}\n`)
+    }
+    return EXIT_OK
+  } finally {
+    store.close()
+  }
+}
+
+function kvVerify (args: ParsedArgs, io: CliIO): number {
+  const store = openForInspection(args.positionals[0], { allowForeignOwner: true })
+  try {
+    const result = verifyStore(store)
+    if (args.flags.json === true) {
+      io.stdout.write(JSON.stringify(result) + '\n')
+    } else {
+      io.stdout.write(`${result.records} records, ${result.keys} keys, ${bytes(result.live)} live of ${bytes(result.used)} used, file ${bytes(result.fileSize)}\n`)
+      for (const d of result.damaged) io.stdout.write(`damaged: ${d.length} bytes at offset ${d.offset} (${d.reason})\n`)
+    }
+    return result.damaged.length === 0 ? EXIT_OK : EXIT_FAILURE
+  } finally {
+    store.close()
+  }
+}
+
+function kvCompact (args: ParsedArgs, io: CliIO): number {
+  const store = openForInspection(args.positionals[0])
+  try {
+    const before = store.fileSize
+    store.compact()
+    io.stdout.write(`${args.positionals[0]}: ${bytes(before)} -> ${bytes(store.fileSize)}\n`)
+    return EXIT_OK
+  } finally {
+    store.close()
+  }
 }

@@ -1,0 +1,885 @@
+/**
+ * A key-value store in one file, mapped MAP_SHARED by every process that
+ * opens it (docs/kv.md). Writes append records under a cross-process lock
+ * (./lock.ts) and publish them by moving one commit word; each process keeps
+ * its own index from key to record and brings it up to date from the
+ * records appended since it last looked, whenever the commit word moved.
+ *
+ * Who may call what: every method, from any process and any number of them
+ * at once. A value set in one process is in every other process's `get` as
+ * soon as `set` returns there (the commit word is sequentially consistent).
+ * Reads take no lock and make no system call unless the file moved on.
+ */
+import fs from 'node:fs'
+
+import { binding } from '../binding'
+import { resolveCodec, type Codec, type CodecName } from '../codecs'
+import { ShmChannelError, invalidType, invalidValue, outOfRange } from '../errors'
+import { wake as futexWake, waitAsync as futexWaitAsync } from '../platform/futex'
+import { Region, checkOwnerOf } from '../platform/region'
+import { sleepSync } from '../platform/sleep'
+import { checkIdentity, publishIdentity, writeIdentity } from '../segment/identity'
+import { loadU64, readU64, storeU64, word, writeU64 } from '../segment/words'
+import { crc32c } from './crc32c'
+import {
+  CODEC_NAMES, CODEC_TAGS, COMMIT_OFFSET, COMMIT_UNIT, DATA_START, FLAG_BYTES_KEY, FLAG_MORE, HEADER_SIZE, KIND_CLEAR,
+  KIND_DELETE, KIND_SET, MAX_FILE_SIZE, MAX_KEY_LENGTH, RECORD_HEADER, RETIRED_OFFSET, R_CODEC, R_CRC, R_EXPIRY, R_FLAGS,
+  R_KEY_LENGTH, R_KIND, R_SEQUENCE, R_VALUE_LENGTH, SEQUENCE_OFFSET, STORE_KIND, STORE_MAGIC, WATCHERS_OFFSET, recordSize
+} from './layout'
+import { acquire, release } from './lock'
+import { checkStoreOptions, type StoreOptions, type StoreSettings } from './options'
+import { scanRecords, type Damage } from './records'
+
+const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants
+
+/** A key: a string (stored as UTF-8) or bytes. A string key never equals a bytes key. */
+export type Key = string | Uint8Array
+
+export interface SetOptions<T = unknown> {
+  /** Milliseconds until the key expires (then reads as absent). */
+  ttl?: number
+  /** Write this value with another codec than the store's. */
+  codec?: Codec<T> | CodecName
+}
+
+export type BatchOperation =
+  | { type: 'set', key: Key, value: unknown, ttl?: number, codec?: Codec<any> | CodecName }
+  | { type: 'delete', key: Key }
+
+export interface WatchEvent {
+  /** 'set', 'delete', or 'clear' (every key went; `key` is undefined). */
+  type: 'set' | 'delete' | 'clear'
+  key: Key | undefined
+}
+
+export interface WatchOptions {
+  /** Watch every key that starts with the key given. Default false. */
+  prefix?: boolean
+}
+
+/** A watch; close() ends it. While any watch of a store is open, it keeps the process alive. */
+export interface Watch {
+  close (): void
+  [Symbol.dispose] (): void
+}
+
+export interface VerifyResult {
+  /** Whole records read. */
+  records: number
+  /** Keys present (expired ones included until compaction). */
+  keys: number
+  /** Bytes of the file that records take up to the committed end. */
+  used: number
+  /** Bytes of the records that are still live. */
+  live: number
+  /** Stretches that did not hold whole records: lost, and reported here. */
+  damaged: Damage[]
+}
+
+/** A value's place in the file, as this process's index keeps it. */
+interface Entry {
+  offset: number
+  size: number
+  valueStart: number
+  valueLength: number
+  codec: number
+  expiry: number
+  sequence: number
+}
+
+interface Prepared {
+  kind: number
+  flags: number
+  key: Uint8Array
+  value: Uint8Array | string | undefined
+  valueLength: number
+  codec: number
+  expiry: number
+}
+
+interface WatchEntry {
+  key: string
+  bytes: boolean
+  prefix: boolean
+  callback: (event: WatchEvent) => void
+}
+
+/** fds of stores dropped without close(). */
+const dropped = new FinalizationRegistry<number>((fd) => { try { fs.closeSync(fd) } catch {} })
+
+const COMMIT = word(COMMIT_OFFSET)
+const RETIRED = word(RETIRED_OFFSET)
+const SEQUENCE = word(SEQUENCE_OFFSET)
+const WATCHERS = word(WATCHERS_OFFSET)
+/** Written in place of the magic by the one process rebuilding a header that was found zeroed. */
+const REPAIR_MAGIC = 0x52504b56
+const PAGE = 4096
+const EMPTY = Buffer.alloc(0)
+/** The header of a store with no file: its commit word never matches, so every call checks whether the store is closed. */
+const UNMAPPED = new Int32Array(HEADER_SIZE / 4).fill(-1)
+
+function fdPath (fd: number): string {
+  return process.platform === 'linux' ? `/proc/self/fd/${fd}` : `/dev/fd/${fd}`
+}
+
+function codecTag (codec: Codec<unknown>): number {
+  return CODEC_TAGS[codec.name] ?? 0
+}
+
+function keyBytes (key: unknown): Uint8Array {
+  let bytes: Uint8Array
+  if (typeof key === 'string') bytes = Buffer.from(key, 'utf8')
+  else if (key instanceof Uint8Array) bytes = key
+  else throw invalidType('key', 'a string or a Uint8Array', key)
+  if (bytes.length === 0 || bytes.length > MAX_KEY_LENGTH) throw outOfRange('key', `from 1 to ${MAX_KEY_LENGTH} bytes`, key)
+  return bytes
+}
+
+function latin1 (bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')
+}
+
+function checkTtl (ttl: unknown): number {
+  if (ttl === undefined) return 0
+  if (typeof ttl !== 'number' || !(ttl > 0) || ttl === Infinity) throw outOfRange('ttl', 'a positive number of milliseconds', ttl)
+  return Math.ceil(Date.now() + ttl)
+}
+
+export class Store<T = unknown> {
+  /** The file's path. */
+  readonly path: string
+  readonly #settings: StoreSettings<T>
+  readonly #codecTag: number
+  #fd = -1
+  #region: Region | undefined
+  #buf: Buffer = EMPTY
+  #h: Int32Array = UNMAPPED
+  /** The commit word this index reflects. */
+  #applied = 0
+  readonly #strings = new Map<string, Entry>()
+  readonly #bytes = new Map<string, Entry>()
+  #live = 0
+  #expiring = 0
+  #damage: Damage[] = []
+  readonly #watches = new Set<WatchEntry>()
+  #events: WatchEvent[] = []
+  /** While a new file's index is built: its records are not news, the difference with the old index is. */
+  #muted = false
+  #watchLoop: Promise<void> | undefined
+  #waitAbort: AbortController | undefined
+  #pendingWait: Promise<unknown> | undefined
+  #closed = false
+
+  private constructor (path: string, settings: StoreSettings<T>) {
+    this.path = path
+    this.#settings = settings
+    this.#codecTag = codecTag(settings.codec as Codec<unknown>)
+  }
+
+  /**
+   * Opens the store in the file at `path`, creating it if there is none.
+   * Damaged records found on the way are skipped and listed by verify().
+   */
+  static open<T = unknown> (path: string, options: StoreOptions<T> = {}): Store<T> {
+    if (typeof path !== 'string' || path.length === 0) throw invalidType('path', 'a non-empty string', path)
+    const store = new Store<T>(path, checkStoreOptions(options))
+    store.#attach()
+    return store
+  }
+
+  // ---- reads -------------------------------------------------------------
+
+  /** The value of `key`, or undefined. `codec` (a typed get) refuses a value written with another codec: ERR_VALUE_TYPE. */
+  get<V = T> (key: Key, codec?: Codec<V> | CodecName): V | undefined {
+    if (Atomics.load(this.#h, COMMIT) !== this.#applied) this.#catchUp()
+    const entry = typeof key === 'string' ? this.#strings.get(key) : this.#bytes.get(latin1(keyBytes(key)))
+    if (entry === undefined || (entry.expiry !== 0 && entry.expiry <= Date.now())) return undefined
+    const c = codec === undefined ? this.#settings.codec as unknown as Codec<V> : resolveCodec(codec)
+    const tag = codec === undefined ? this.#codecTag : codecTag(c as Codec<unknown>)
+    if (entry.codec !== tag) {
+      throw new ShmChannelError('ERR_VALUE_TYPE', `the value of ${describeKey(key)} was written with ${CODEC_NAMES[entry.codec] ?? `codec ${entry.codec}`}, not ${CODEC_NAMES[tag]}`)
+    }
+    const end = entry.valueStart + entry.valueLength
+    if (c.decodeRange !== undefined) return c.decodeRange(this.#buf, entry.valueStart, end)
+    return c.decode(this.#buf.subarray(entry.valueStart, end))
+  }
+
+  /** The name of the codec that wrote `key`'s value ('json', 'utf8', ... or 'custom'), or undefined if the key is absent. */
+  codecOf (key: Key): string | undefined {
+    if (!this.has(key)) return undefined
+    const entry = typeof key === 'string' ? this.#strings.get(key) : this.#bytes.get(latin1(keyBytes(key)))
+    return entry === undefined ? undefined : entry.codec === 0 ? 'custom' : CODEC_NAMES[entry.codec] ?? `codec ${entry.codec}`
+  }
+
+  has (key: Key): boolean {
+    if (Atomics.load(this.#h, COMMIT) !== this.#applied) this.#catchUp()
+    const entry = typeof key === 'string' ? this.#strings.get(key) : this.#bytes.get(latin1(keyBytes(key)))
+    return entry !== undefined && (entry.expiry === 0 || entry.expiry > Date.now())
+  }
+
+  /** Number of keys present. */
+  get size (): number {
+    this.#refresh()
+    if (this.#expiring === 0) return this.#strings.size + this.#bytes.size
+    let n = 0
+    for (const entry of this.#present(undefined)) if (entry !== undefined) n++
+    return n
+  }
+
+  /** Keys present, string keys first, then bytes keys (as Buffers); only those starting with `prefix` if given. */
+  * keys (prefix?: Key): IterableIterator<Key> {
+    for (const [key] of this.#present(prefix)) yield key
+  }
+
+  /** [key, value] of every key present (with `prefix`, if given), decoded with the store's codec. */
+  * entries (prefix?: Key): IterableIterator<[Key, T]> {
+    for (const [key] of this.#present(prefix)) {
+      const value = this.get(key)
+      if (value !== undefined) yield [key, value]
+    }
+  }
+
+  * #present (prefix: Key | undefined): IterableIterator<[Key, Entry]> {
+    this.#refresh()
+    const now = Date.now()
+    const p = prefix === undefined ? undefined : typeof prefix === 'string' ? prefix : latin1(keyBytes(prefix))
+    if (prefix === undefined || typeof prefix === 'string') {
+      for (const [key, entry] of [...this.#strings]) {
+        if ((p === undefined || key.startsWith(p)) && (entry.expiry === 0 || entry.expiry > now)) yield [key, entry]
+      }
+    }
+    if (prefix === undefined || typeof prefix !== 'string') {
+      for (const [key, entry] of [...this.#bytes]) {
+        if ((p === undefined || key.startsWith(p)) && (entry.expiry === 0 || entry.expiry > now)) yield [Buffer.from(key, 'latin1'), entry]
+      }
+    }
+  }
+
+  // ---- writes ------------------------------------------------------------
+
+  /** Sets `key` to `value`; visible to every process when it returns. ENOSPC if the file cannot grow. */
+  set (key: Key, value: T, options: SetOptions = {}): void {
+    this.#write([this.#prepareSet(key, value, options.ttl, options.codec)])
+  }
+
+  /** Removes `key`; false if it was not there. */
+  delete (key: Key): boolean {
+    let found = false
+    const bytes = keyBytes(key)
+    this.#write([], () => {
+      found = this.has(key)
+      return found ? [{ kind: KIND_DELETE, flags: typeof key === 'string' ? 0 : FLAG_BYTES_KEY, key: bytes, value: undefined, valueLength: 0, codec: 0, expiry: 0 }] : []
+    })
+    return found
+  }
+
+  /** Removes every key. */
+  clear (): void {
+    this.#write([{ kind: KIND_CLEAR, flags: 0, key: EMPTY, value: undefined, valueLength: 0, codec: 0, expiry: 0 }])
+  }
+
+  /** Applies all the operations or none: no process ever sees some of them without the others. */
+  batch (operations: BatchOperation[]): void {
+    if (!Array.isArray(operations)) throw invalidType('operations', 'an array', operations)
+    const prepared = operations.map((op, i) => {
+      if (op?.type === 'set') return this.#prepareSet(op.key, op.value as T, op.ttl, op.codec)
+      if (op?.type === 'delete') {
+        return { kind: KIND_DELETE, flags: typeof op.key === 'string' ? 0 : FLAG_BYTES_KEY, key: keyBytes(op.key), value: undefined, valueLength: 0, codec: 0, expiry: 0 }
+      }
+      throw invalidValue(`operations[${i}].type`, "must be 'set' or 'delete'")
+    })
+    this.#write(prepared)
+  }
+
+  /** Flushes the file to the disk (fsync): what was written then survives a crash of the machine. */
+  sync (): void {
+    this.#checkOpen()
+    fs.fsyncSync(this.#fd)
+  }
+
+  /** Rewrites the live records into a new file that replaces this one (crash-safe: write, then rename). */
+  compact (): void {
+    this.#locked(() => { this.#compactLocked(); return true })
+  }
+
+  /** Reads every record up to the committed end again and reports what is damaged. Changes nothing. */
+  verify (): VerifyResult {
+    this.#refresh()
+    const end = Math.min(this.#applied * COMMIT_UNIT, this.#buf.length)
+    const damaged: Damage[] = []
+    let records = 0
+    const keys = new Map<string, number>()
+    let live = 0
+    scanRecords(this.#buf, DATA_START, end, (p) => {
+      records++
+      const kind = this.#buf[p + R_KIND]
+      if (kind === KIND_CLEAR) { keys.clear(); live = 0; return }
+      const keyLength = this.#buf.readUInt16LE(p + R_KEY_LENGTH)
+      const k = `${this.#buf[p + R_FLAGS] & FLAG_BYTES_KEY}:${this.#buf.toString('latin1', p + RECORD_HEADER, p + RECORD_HEADER + keyLength)}`
+      live -= keys.get(k) ?? 0
+      keys.delete(k)
+      if (kind === KIND_SET) {
+        const size = recordSize(keyLength, this.#buf.readUInt32LE(p + R_VALUE_LENGTH))
+        keys.set(k, size)
+        live += size
+      }
+    }, (d) => damaged.push(d))
+    if (this.#applied * COMMIT_UNIT > this.#buf.length) {
+      damaged.push({ offset: this.#buf.length, length: this.#applied * COMMIT_UNIT - this.#buf.length, reason: 'truncated' })
+    }
+    return { records, keys: keys.size, used: end - DATA_START, live, damaged }
+  }
+
+  /** What this process found damaged while reading the file (verify() reads it all again). */
+  get damage (): readonly Damage[] {
+    return this.#damage
+  }
+
+  /** Bytes of the file now (it grows by doubling and shrinks on compaction). */
+  get fileSize (): number {
+    this.#refresh()
+    return this.#buf.length
+  }
+
+  // ---- watching ----------------------------------------------------------
+
+  /**
+   * Calls `callback` after each change of `key` (or, with `prefix`, of any
+   * key starting with it) by any process. Waits in the kernel between
+   * changes: no CPU while nothing changes.
+   */
+  watch (key: Key, callback: (event: WatchEvent) => void, options: WatchOptions = {}): Watch {
+    this.#checkOpen()
+    if (typeof callback !== 'function') throw invalidType('callback', 'a function', callback)
+    const entry: WatchEntry = { key: typeof key === 'string' ? key : latin1(keyBytes(key)), bytes: typeof key !== 'string', prefix: options.prefix === true, callback }
+    this.#refresh()
+    this.#watches.add(entry)
+    this.#watchLoop ??= this.#runWatches()
+    const close = (): void => {
+      this.#watches.delete(entry)
+      if (this.#watches.size === 0) this.#waitAbort?.abort()
+    }
+    return { close, [Symbol.dispose]: close }
+  }
+
+  async #runWatches (): Promise<void> {
+    let h = this.#h
+    Atomics.add(h, WATCHERS, 1)
+    try {
+      while (this.#watches.size > 0 && !this.#closed) {
+        if (h !== this.#h) {
+          Atomics.sub(h, WATCHERS, 1)
+          h = this.#h
+          Atomics.add(h, WATCHERS, 1)
+        }
+        const seen = Atomics.load(h, COMMIT)
+        if (seen !== this.#applied) {
+          this.#catchUp()
+          continue
+        }
+        const abort = new AbortController()
+        this.#waitAbort = abort
+        // Sleeps while the commit word still holds `seen`; a writer wakes it after its commit (it sees our count).
+        const pending = futexWaitAsync(h, COMMIT, seen, { signal: abort.signal }).catch(() => {})
+        this.#pendingWait = pending
+        await pending
+        this.#pendingWait = undefined
+      }
+    } finally {
+      if (!this.#closed || this.#region !== undefined) Atomics.sub(h, WATCHERS, 1)
+      this.#watchLoop = undefined
+      // A watch opened while this loop was finishing.
+      if (this.#watches.size > 0 && !this.#closed) this.#watchLoop = this.#runWatches()
+    }
+  }
+
+  #changed (event: WatchEvent): void {
+    if (this.#watches.size === 0 || this.#muted) return
+    if (this.#events.length === 0) queueMicrotask(() => { this.#dispatch() })
+    this.#events.push(event)
+  }
+
+  #dispatch (): void {
+    const events = this.#events
+    this.#events = []
+    for (const event of events) {
+      for (const w of [...this.#watches]) {
+        if (!this.#watches.has(w)) continue
+        if (event.type !== 'clear') {
+          const key = event.key as Key
+          if (w.bytes !== (typeof key !== 'string')) continue
+          const k = typeof key === 'string' ? key : latin1(key)
+          if (w.prefix ? !k.startsWith(w.key) : k !== w.key) continue
+        }
+        w.callback(event)
+      }
+    }
+  }
+
+  // ---- lifetime ----------------------------------------------------------
+
+  get closed (): boolean {
+    return this.#closed
+  }
+
+  /** Lets go of the file. Idempotent. */
+  close (): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#watches.clear()
+    if (this.#watchLoop !== undefined) Atomics.sub(this.#h, WATCHERS, 1)
+    this.#waitAbort?.abort()
+    this.#unmap()
+    dropped.unregister(this)
+    fs.closeSync(this.#fd)
+    this.#fd = -1
+    this.#h = UNMAPPED
+    this.#buf = EMPTY
+  }
+
+  [Symbol.dispose] (): void {
+    this.close()
+  }
+
+  // ---- internals ---------------------------------------------------------
+
+  #checkOpen (): void {
+    if (this.#closed) throw new ShmChannelError('ERR_STORE_CLOSED', `the store ${this.path} is closed`)
+  }
+
+  #refresh (): void {
+    this.#checkOpen()
+    if (Atomics.load(this.#h, COMMIT) !== this.#applied) this.#catchUp()
+  }
+
+  /** Applies the records committed since this index last looked; follows the file when it was replaced. */
+  #catchUp (): void {
+    this.#checkOpen()
+    for (;;) {
+      const commit = Atomics.load(this.#h, COMMIT) >>> 0
+      if (commit === this.#applied) return
+      if (commit === 0 || Atomics.load(this.#h, RETIRED) !== 0) {
+        // Replaced by compaction (or its header was wiped): open what is at the path now.
+        this.#reattach()
+        continue
+      }
+      let end = commit * COMMIT_UNIT
+      if (end > this.#buf.length) this.#remap()
+      const from = this.#applied * COMMIT_UNIT
+      if (end > this.#buf.length) {
+        this.#damage.push({ offset: this.#buf.length, length: end - this.#buf.length, reason: 'truncated' })
+        end = this.#buf.length
+      }
+      if (end > from) scanRecords(this.#buf, from, end, (p) => { this.#apply(p) }, (d) => { this.#damage.push(d) })
+      this.#applied = commit
+      return
+    }
+  }
+
+  #apply (p: number): void {
+    const buf = this.#buf
+    const kind = buf[p + R_KIND]
+    if (kind === KIND_CLEAR) {
+      this.#strings.clear()
+      this.#bytes.clear()
+      this.#live = 0
+      this.#expiring = 0
+      this.#changed({ type: 'clear', key: undefined })
+      return
+    }
+    const isBytes = (buf[p + R_FLAGS] & FLAG_BYTES_KEY) !== 0
+    const keyLength = buf.readUInt16LE(p + R_KEY_LENGTH)
+    const key = buf.toString(isBytes ? 'latin1' : 'utf8', p + RECORD_HEADER, p + RECORD_HEADER + keyLength)
+    const map = isBytes ? this.#bytes : this.#strings
+    const old = map.get(key)
+    if (old !== undefined) {
+      this.#live -= old.size
+      if (old.expiry !== 0) this.#expiring--
+    }
+    if (kind === KIND_SET) {
+      const valueLength = buf.readUInt32LE(p + R_VALUE_LENGTH)
+      const entry: Entry = {
+        offset: p,
+        size: recordSize(keyLength, valueLength),
+        valueStart: p + RECORD_HEADER + keyLength,
+        valueLength,
+        codec: buf[p + R_CODEC],
+        expiry: readU64(buf, p + R_EXPIRY),
+        sequence: readU64(buf, p + R_SEQUENCE)
+      }
+      map.set(key, entry)
+      this.#live += entry.size
+      if (entry.expiry !== 0) this.#expiring++
+    } else {
+      map.delete(key)
+    }
+    if (this.#watches.size > 0) this.#changed({ type: kind === KIND_SET ? 'set' : 'delete', key: isBytes ? Buffer.from(key, 'latin1') : key })
+  }
+
+  #prepareSet (key: Key, value: T, ttl: number | undefined, codecOption: Codec<any> | CodecName | undefined): Prepared {
+    const kb = keyBytes(key)
+    const codec = codecOption === undefined ? this.#settings.codec : resolveCodec(codecOption)
+    const encoded = codec.encode(value as never)
+    let valueLength: number
+    if (typeof encoded === 'string') valueLength = Buffer.byteLength(encoded)
+    else if (encoded instanceof Uint8Array) valueLength = encoded.length
+    else throw invalidType('the encoded value', 'a Uint8Array or a string', encoded)
+    if (valueLength > 0x7fffffff) throw outOfRange('value', 'at most 2 GiB once encoded', valueLength)
+    const tag = codecOption === undefined ? this.#codecTag : codecTag(codec as Codec<unknown>)
+    return { kind: KIND_SET, flags: typeof key === 'string' ? 0 : FLAG_BYTES_KEY, key: kb, value: encoded, valueLength, codec: tag, expiry: checkTtl(ttl) }
+  }
+
+  /**
+   * Takes the writer lock of the current file, brings the index up to date,
+   * runs `work`, releases. Follows the file if compaction replaced it.
+   */
+  #locked (work: () => boolean): void {
+    this.#checkOpen()
+    for (;;) {
+      const h = this.#h
+      const fd = this.#fd
+      const how = acquire(h)
+      let replaced = Atomics.load(h, RETIRED) !== 0
+      if (!replaced && how === 'recovered') replaced = this.#finishDeadCompaction(h)
+      if (replaced) {
+        release(h)
+        this.#reattach()
+        continue
+      }
+      try {
+        this.#catchUp()
+        // Another file now (its header was wiped and rebuilt meanwhile): take that one's lock.
+        if (fd !== this.#fd) continue
+        if (work()) this.#maybeCompact()
+      } finally {
+        // The mapping may have changed (the file grew): release through the current one, if it is the same file.
+        release(fd === this.#fd ? this.#h : h)
+      }
+      return
+    }
+  }
+
+  /**
+   * A writer that took the lock from a dead holder: if that holder was a
+   * compaction that renamed its new file in but died before retiring this
+   * one, retire it now (true).
+   */
+  #finishDeadCompaction (h: Int32Array): boolean {
+    let current: fs.Stats
+    try {
+      current = fs.statSync(this.path)
+    } catch {
+      return false
+    }
+    const mine = fs.fstatSync(this.#fd)
+    if (current.ino === mine.ino && current.dev === mine.dev) return false
+    Atomics.store(h, RETIRED, 1)
+    Atomics.store(h, COMMIT, 0)
+    futexWake(h, COMMIT)
+    return true
+  }
+
+  #write (ops: Prepared[], late?: () => Prepared[]): void {
+    this.#locked(() => {
+      const records = late === undefined ? ops : late()
+      if (records.length === 0) return false
+      this.#append(records)
+      return true
+    })
+  }
+
+  /** Appends `records` as one commit. Holds the lock; the index is up to date. */
+  #append (records: Prepared[]): void {
+    const start = this.#applied * COMMIT_UNIT
+    let end = start
+    for (const r of records) end += recordSize(r.key.length, r.valueLength)
+    if (end > this.#buf.length) this.#grow(end)
+    // After growing: the views of the new mapping.
+    const h = this.#h
+    const buf = this.#buf
+    let sequence = loadU64(h, SEQUENCE)
+    let p = start
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]
+      const size = recordSize(r.key.length, r.valueLength)
+      buf[p + R_KIND] = r.kind
+      buf[p + R_FLAGS] = r.flags | (i < records.length - 1 ? FLAG_MORE : 0)
+      buf.writeUInt16LE(r.key.length, p + R_KEY_LENGTH)
+      buf.writeUInt32LE(r.valueLength, p + R_VALUE_LENGTH)
+      buf.writeUInt32LE(r.codec, p + R_CODEC)
+      writeU64(buf, p + R_SEQUENCE, sequence++)
+      writeU64(buf, p + R_EXPIRY, r.expiry)
+      buf.set(r.key, p + RECORD_HEADER)
+      const v = p + RECORD_HEADER + r.key.length
+      if (typeof r.value === 'string') buf.write(r.value, v, 'utf8')
+      else if (r.value !== undefined) buf.set(r.value, v)
+      // Zero the padding: a writer that died here may have left other bytes.
+      buf.fill(0, v + r.valueLength, p + size)
+      buf.writeUInt32LE(crc32c(buf, p + 4, v + r.valueLength), p + R_CRC)
+      p += size
+    }
+    storeU64(h, SEQUENCE, sequence)
+    // The commit: sequentially consistent, so a reader that loads the new
+    // word sees every record byte written above. Before it, nothing of this
+    // write is visible; after it, all of it.
+    Atomics.store(h, COMMIT, end / COMMIT_UNIT)
+    if (Atomics.load(h, WATCHERS) > 0) futexWake(h, COMMIT)
+    if (this.#settings.durable) fs.fsyncSync(this.#fd)
+    // Our own records, into our index directly: they were whole when we wrote them (no second CRC).
+    for (let q = start; q < end; q += recordSize(buf.readUInt16LE(q + R_KEY_LENGTH), buf.readUInt32LE(q + R_VALUE_LENGTH))) this.#apply(q)
+    this.#applied = end / COMMIT_UNIT
+  }
+
+  /** Makes the file at least `needed` bytes: reserved with posix_fallocate before any byte is written there (ENOSPC is thrown, never SIGBUS). */
+  #grow (needed: number): void {
+    if (needed > MAX_FILE_SIZE) throw new ShmChannelError('ERR_STORE_FULL', `the store ${this.path} would pass ${MAX_FILE_SIZE} bytes`)
+    const size = fs.fstatSync(this.#fd).size
+    if (size < needed) {
+      const exact = Math.ceil(needed / PAGE) * PAGE
+      const doubled = Math.min(MAX_FILE_SIZE, Math.ceil(Math.max(needed, size * 2) / PAGE) * PAGE)
+      try {
+        binding.allocate(this.#fd, doubled, this.path)
+      } catch (err) {
+        // No room to double: what this write needs may still fit.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC' || doubled === exact) throw err
+        binding.allocate(this.#fd, exact, this.path)
+      }
+    }
+    this.#remap()
+  }
+
+  /**
+   * Compacts past the garbage ratio, after a write has committed: if it
+   * fails (ENOSPC for the new file) the write still stands, so the failure
+   * is a warning, and the next write tries again.
+   */
+  #maybeCompact (): void {
+    const used = this.#applied * COMMIT_UNIT - DATA_START
+    if (used < this.#settings.compactMinSize) return
+    if (used - this.#live <= used * this.#settings.compactRatio) return
+    try {
+      this.#compactLocked()
+    } catch (err) {
+      process.emitWarning(`shm-channel store ${this.path}: automatic compaction failed: ${(err as Error).message}`, { code: 'SHM_CHANNEL_STORE_COMPACTION' })
+    }
+  }
+
+  /**
+   * Writes the live records to `<path>.compact`, renames it over the path,
+   * then retires this file (RETIRED, commit word 0, wake): processes still
+   * on it follow to the new one. Holds this file's lock throughout, so no
+   * write lands here meanwhile. A crash before the rename leaves this file
+   * as it was; after it, the next writer here finishes the retirement.
+   */
+  #compactLocked (): void {
+    const tmp = this.path + '.compact'
+    fs.rmSync(tmp, { force: true })
+    const now = Date.now()
+    const entries: Entry[] = []
+    let live = 0
+    for (const map of [this.#strings, this.#bytes]) {
+      for (const entry of map.values()) {
+        if (entry.expiry !== 0 && entry.expiry <= now) continue
+        entries.push(entry)
+        live += entry.size
+      }
+    }
+    entries.sort((a, b) => a.offset - b.offset)
+    // A quarter of headroom: the file stays within 1.25x its live records until writes make it grow (by doubling).
+    const size = Math.ceil(Math.max(this.#settings.initialSize, DATA_START + live + live / 4) / PAGE) * PAGE
+    const region = Region.createFile(tmp, size, { mode: this.#settings.mode })
+    try {
+      const out = Buffer.from(region.buffer)
+      let p = DATA_START
+      for (const entry of entries) {
+        this.#buf.copy(out, p, entry.offset, entry.offset + entry.size)
+        if ((out[p + R_FLAGS] & FLAG_MORE) !== 0) {
+          // Alone now, no longer part of a batch.
+          out[p + R_FLAGS] &= ~FLAG_MORE
+          out.writeUInt32LE(crc32c(out, p + 4, entry.valueStart - entry.offset + p + entry.valueLength), p + R_CRC)
+        }
+        p += entry.size
+      }
+      const nh = new Int32Array(region.buffer, 0, HEADER_SIZE / 4)
+      writeIdentity(nh, STORE_KIND)
+      storeU64(nh, SEQUENCE, loadU64(this.#h, SEQUENCE))
+      nh[COMMIT] = p / COMMIT_UNIT
+      publishIdentity(nh, STORE_KIND)
+      if (this.#settings.durable) syncPath(tmp)
+      fs.renameSync(tmp, this.path)
+    } catch (err) {
+      fs.rmSync(tmp, { force: true })
+      throw err
+    } finally {
+      region.close()
+    }
+    const h = this.#h
+    Atomics.store(h, RETIRED, 1)
+    Atomics.store(h, COMMIT, 0)
+    futexWake(h, COMMIT)
+  }
+
+  /** Maps the whole file again (it grew), through our fd: the same file even if the path was renamed over. */
+  #remap (): void {
+    const region = Region.openFile(fdPath(this.#fd), { followSymlinks: true })
+    this.#unmap()
+    this.#region = region
+    this.#buf = Buffer.from(region.buffer)
+    this.#h = new Int32Array(region.buffer, 0, HEADER_SIZE / 4)
+    this.#waitAbort?.abort()
+  }
+
+  #unmap (): void {
+    const old = this.#region
+    this.#region = undefined
+    if (old === undefined) return
+    // A watch may still sleep on the old mapping: unmap once it is back.
+    if (this.#pendingWait !== undefined) void this.#pendingWait.finally(() => { old.close() })
+    else old.close()
+  }
+
+  /** Leaves the current file and opens what is at the path now, with a fresh index; watchers hear of what differs. */
+  #reattach (): void {
+    const before = new Map<string, Entry>()
+    if (this.#watches.size > 0) {
+      for (const [k, e] of this.#strings) before.set('s' + k, e)
+      for (const [k, e] of this.#bytes) before.set('b' + k, e)
+    }
+    const watching = this.#watches
+    this.#unmap()
+    fs.closeSync(this.#fd)
+    dropped.unregister(this)
+    this.#fd = -1
+    this.#strings.clear()
+    this.#bytes.clear()
+    this.#live = 0
+    this.#expiring = 0
+    this.#applied = 0
+    this.#damage = []
+    this.#muted = true
+    try {
+      this.#attach(true)
+    } finally {
+      this.#muted = false
+    }
+    this.#waitAbort?.abort()
+    if (watching.size === 0) return
+    const after = new Map<string, Entry>()
+    for (const [k, e] of this.#strings) after.set('s' + k, e)
+    for (const [k, e] of this.#bytes) after.set('b' + k, e)
+    const toKey = (k: string): Key => k[0] === 's' ? k.slice(1) : Buffer.from(k.slice(1), 'latin1')
+    for (const [k, e] of after) if (before.get(k)?.sequence !== e.sequence) this.#changed({ type: 'set', key: toKey(k) })
+    for (const k of before.keys()) if (!after.has(k)) this.#changed({ type: 'delete', key: toKey(k) })
+  }
+
+  /** Opens (or creates) the file at the path and builds the index from its records. */
+  #attach (quiet = false): void {
+    const { mode, initialSize, openTimeout, allowForeignOwner } = this.#settings
+    let fd: number
+    let created = false
+    try {
+      fd = fs.openSync(this.path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW, mode)
+      created = true
+      try {
+        binding.allocate(fd, initialSize, this.path)
+      } catch (err) {
+        fs.closeSync(fd)
+        fs.rmSync(this.path, { force: true })
+        throw err
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      fd = fs.openSync(this.path, O_RDWR | O_NOFOLLOW)
+    }
+    this.#fd = fd
+    dropped.register(this, fd, this)
+    try {
+      const st = fs.fstatSync(fd)
+      checkOwnerOf(this.path, st.uid, allowForeignOwner)
+      if (!created) this.#awaitSized(openTimeout)
+      this.#remap()
+      const h = this.#h
+      if (created) {
+        writeIdentity(h, STORE_KIND)
+        storeU64(h, SEQUENCE, 1)
+        h[COMMIT] = DATA_START / COMMIT_UNIT
+        publishIdentity(h, STORE_KIND)
+      } else {
+        this.#awaitHeader(openTimeout)
+      }
+      this.#applied = DATA_START / COMMIT_UNIT
+      this.#catchUp()
+      if (!quiet && this.#damage.length > 0) process.emitWarning(`shm-channel store ${this.path}: ${this.#damage.length} damaged stretch(es) skipped; see store.verify()`, { code: 'SHM_CHANNEL_STORE_DAMAGE' })
+    } catch (err) {
+      this.#unmap()
+      dropped.unregister(this)
+      fs.closeSync(fd)
+      this.#fd = -1
+      throw err
+    }
+  }
+
+  /** A file still too small for a header: its creator is sizing it, or died before: size it ourselves. */
+  #awaitSized (timeout: number): void {
+    const deadline = performance.now() + timeout
+    while (fs.fstatSync(this.#fd).size < HEADER_SIZE) {
+      if (performance.now() >= deadline) {
+        binding.allocate(this.#fd, this.#settings.initialSize, this.path)
+        return
+      }
+      sleepSync(1)
+    }
+  }
+
+  /** Waits for the magic; rebuilds a header that stays zero (a creator that died, or a wiped header) from the records. */
+  #awaitHeader (timeout: number): void {
+    const deadline = performance.now() + timeout
+    for (;;) {
+      const magic = Atomics.load(this.#h, 0) >>> 0
+      if (magic === REPAIR_MAGIC) {
+        if (performance.now() >= deadline) throw new ShmChannelError('ERR_TIMEOUT', `the store ${this.path} is being repaired by another process, still after ${timeout} ms`)
+      } else if (checkIdentity(this.#h.buffer as SharedArrayBuffer, STORE_KIND) &&
+        (Atomics.load(this.#h, COMMIT) !== 0 || Atomics.load(this.#h, RETIRED) !== 0)) {
+        return
+      } else if (performance.now() >= deadline) {
+        // No magic, or a commit word wiped to 0 in a file never retired: one process rebuilds the header.
+        if (Atomics.compareExchange(this.#h, 0, magic | 0, REPAIR_MAGIC | 0) === (magic | 0)) {
+          this.#rebuildHeader()
+          return
+        }
+      }
+      sleepSync(1)
+    }
+  }
+
+  /** Writes a fresh header whose committed end follows the last whole record. Only the process that won REPAIR_MAGIC runs it. */
+  #rebuildHeader (): void {
+    const h = this.#h
+    const buf = this.#buf
+    let end = DATA_START
+    let sequence = 1
+    scanRecords(buf, DATA_START, buf.length, (p) => {
+      end = Math.max(end, p + recordSize(buf.readUInt16LE(p + R_KEY_LENGTH), buf.readUInt32LE(p + R_VALUE_LENGTH)))
+      sequence = Math.max(sequence, readU64(buf, p + R_SEQUENCE) + 1)
+    }, () => {})
+    // Every field but the magic (which we hold), the lock slot included: its holder's pid was wiped with the rest.
+    for (let i = 1; i < HEADER_SIZE / 4; i++) h[i] = 0
+    writeIdentity(h, STORE_KIND)
+    storeU64(h, SEQUENCE, sequence)
+    h[COMMIT] = end / COMMIT_UNIT
+    Atomics.store(h, 0, STORE_MAGIC)
+  }
+}
+
+function syncPath (path: string): void {
+  const fd = fs.openSync(path, 'r+')
+  try {
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+function describeKey (key: Key): string {
+  return typeof key === 'string' ? JSON.stringify(key) : `<${Buffer.from(key).toString('hex')}>`
+}
