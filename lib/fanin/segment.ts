@@ -7,7 +7,8 @@ import { ShmChannelError } from '../errors'
 import { checkTimeout } from '../options'
 import type { Region } from '../platform/region'
 import { createOrAttach, unlinkQuietly, type JoinVerdict, type SegmentKind } from '../segment/attach'
-import { claimEnd, endDead, endLive, endUsedUp, readEnd, END_CLOSED, END_FREE, END_OPEN, END_PID, END_STATE, END_START_TIME } from '../segment/ends'
+import { claimEnd, endLive, endUsedUp, readEnd, END_FREE } from '../segment/ends'
+import { freeUsedUpEnd } from '../segment/reuse'
 import { invalidSegment, type SegmentIdentity } from '../segment/identity'
 import { storeU64, word } from '../segment/words'
 import { checkCapacity } from '../channel/options'
@@ -75,28 +76,24 @@ function anyoneLive (h: Int32Array, maxProducers: number, consumer: boolean): bo
 }
 
 /**
- * Frees the entry of a closed producer, or a dead one whose claim is settled (none, or one
- * outside [head, tail): committed or skipped), so a newcomer may take it.
- * The compare-and-swap of the state to FREE picks one freer; it clears the entry,
- * then the pid last, which is what claimEnd takes.
+ * Frees the entry of a closed producer, or of a dead one whose claim is
+ * settled (none, or one outside [head, tail): committed or skipped), so a
+ * newcomer may take it (lib/segment/reuse.ts).
  */
 export function freeIfDead (h: Int32Array, index: number): boolean {
   const entry = L.producerEntryOffset(index)
-  const end = readEnd(h, entry)
-  if (end.state !== END_CLOSED && !(end.state === END_OPEN && endDead(end))) return false
-  const length = Atomics.load(h, word(entry + L.CLAIM_LENGTH))
-  if (length !== 0) {
+  const settled = (): boolean => {
+    if (Atomics.load(h, word(entry + L.CLAIM_LENGTH)) === 0) return true
     const start = Atomics.load(h, word(entry + L.CLAIM_START))
     const head = Atomics.load(h, word(L.HEAD_OFFSET))
     const tail = Atomics.load(h, word(L.TAIL_OFFSET))
-    if (((start - head) >>> 0) < ((tail - head) >>> 0)) return false // in flight: the consumer skips it first
+    // In flight: the consumer skips it first.
+    return ((start - head) >>> 0) >= ((tail - head) >>> 0)
   }
-  if (Atomics.compareExchange(h, word(entry + END_STATE), end.state, END_FREE) !== end.state) return false
-  Atomics.store(h, word(entry + L.CLAIM_LENGTH), 0)
-  storeU64(h, word(entry + L.MESSAGES_SENT), 0)
-  storeU64(h, word(entry + END_START_TIME), 0)
-  Atomics.store(h, word(entry + END_PID), 0)
-  return true
+  return freeUsedUpEnd(h, entry, settled, () => {
+    Atomics.store(h, word(entry + L.CLAIM_LENGTH), 0)
+    storeU64(h, word(entry + L.MESSAGES_SENT), 0)
+  })
 }
 
 function fanInKind (role: FanInRole, capacity: number, maxProducers: number, took: (index: number) => void): SegmentKind {
