@@ -16,6 +16,7 @@ const workers = Number(args.workers)
 const reports = Number(args.reports)
 
 const name = `reports-${process.pid}`
+/** @type {FanInConsumer<{ worker: number, seq: number, value: number }>} */
 const collector = FanInConsumer.open(name, { maxProducers: workers })
 const children = Array.from({ length: workers }, (_, id) => fork(new URL('./worker.mjs', import.meta.url), [name, String(id), String(reports)]))
 const exited = children.map((child) => new Promise((resolve) => child.once('exit', resolve)))

@@ -21,8 +21,9 @@ const topic = `prices-${process.pid}`
 const publisher = Publisher.open(topic, { policy: 'block', maxSubscribers: subscribers })
 
 const children = Array.from({ length: subscribers }, () => fork(new URL('./subscriber.mjs', import.meta.url), [topic]))
+/** @type {Array<Promise<{ received: number, inOrder: boolean }>>} */
 const results = children.map((child) => new Promise((resolve, reject) => {
-  child.on('message', (m) => { if (m.type === 'done') resolve(m) })
+  child.on('message', (/** @type {any} */ m) => { if (m.type === 'done') resolve(m) })
   child.once('exit', (code) => { if (code !== 0) reject(new Error(`subscriber exited with code ${code}`)) })
 }))
 await Promise.all(children.map((child) => new Promise((resolve) => child.once('message', resolve))))

@@ -2,6 +2,7 @@
 // every tick until the publisher closes, and reports.
 import { Subscriber } from 'shm-channel'
 
+/** @type {Subscriber<{ symbol: string, seq: number, bid: number }>} */
 const subscriber = Subscriber.open(process.argv[2])
 process.send({ type: 'joined' })
 let received = 0

@@ -156,6 +156,7 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
     this.#closed = true
     forgotten.unregister(this)
     this.#closer.abort(new ShmChannelError('ERR_CHANNEL_CLOSED', 'this consumer is closed'))
+    this.#reader.flush()
     release(this.#region, this.#ring.h, this.#ring.maxProducers)
   }
 
@@ -166,6 +167,8 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
     const reader = this.#reader
     let record = reader.peek()
     if (record === null) {
+      // Nothing to read: give producers the room read so far before anything waits.
+      if (reader.flush()) this.#wakeProducers()
       // A claim whose producer died is looked for once per peerCheckInterval
       // (liveness reads /proc): calls that never wait skip it too.
       const now = Date.now()
@@ -180,12 +183,10 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
     try {
       value = this.#codec.decodeRange !== undefined ? this.#codec.decodeRange(bytes, record.start, record.end) : this.#codec.decode(bytes.subarray(record.start, record.end))
     } catch (err) {
-      reader.release()
-      this.#wakeProducers()
+      if (reader.release()) this.#wakeProducers()
       throw new ShmChannelError('ERR_DECODE', `codec ${this.#codec.name} could not decode a message: ${(err as Error).message}`, { cause: err })
     }
-    reader.release()
-    this.#wakeProducers()
+    if (reader.release()) this.#wakeProducers()
     return value
   }
 
@@ -195,6 +196,7 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   }
 
   #unblock (): void {
+    if (this.#reader.flush()) this.#wakeProducers()
     if (this.#reader.resolveStuck() === 'skipped') this.#wakeProducers()
     this.#reader.sweep()
     this.#spec.waitWord = this.#reader.waitWord

@@ -144,7 +144,11 @@ export type Stuck = 'wait' | 'skipped' | 'committed'
 /** The consumer's side: read in claim order, zero what was read, skip dead claims. */
 export class FanInReader {
   readonly #ring: FanInRing
+  /** Where the next record is read: ahead of the shared head by what flush() has not published yet. */
   head: number
+  /** The head as last stored in the segment. */
+  #published: number
+  readonly #batch: number
   #received: number
   #skipped: number
   #skippedBytes: number
@@ -152,6 +156,8 @@ export class FanInReader {
   constructor (ring: FanInRing) {
     this.#ring = ring
     this.head = Atomics.load(ring.h, HEAD) >>> 0
+    this.#published = this.head
+    this.#batch = ring.capacity / 16
     this.#received = loadU64(ring.h, word(L.MESSAGES_RECEIVED_OFFSET))
     this.#skipped = Atomics.load(ring.h, word(L.CLAIMS_SKIPPED_OFFSET)) >>> 0
     this.#skippedBytes = loadU64(ring.h, word(L.BYTES_SKIPPED_OFFSET))
@@ -187,7 +193,7 @@ export class FanInReader {
         throw invalidSegment(FANIN, `record at position ${this.head} (word 0x${(first >>> 0).toString(16)}, type ${type}) is not a committed record that fits the ring`)
       }
       if (type === L.TYPE_PADDING) {
-        this.#advance(size)
+        this.head = (this.head + size) >>> 0
         continue
       }
       const start = ring.base + index + L.RECORD_HEADER_SIZE
@@ -195,24 +201,38 @@ export class FanInReader {
     }
   }
 
-  /** Zeroes the record at the head and moves past it. */
-  release (): void {
+  /**
+   * Moves past the record at the head. The bytes read are zeroed and the
+   * shared head moved (what gives producers room) in batches of
+   * `capacity / 16` bytes, and by flush(), which the consumer calls before
+   * it waits: one fill and one atomic store per batch, not per message.
+   * Returns true when the shared head moved (wake waiting producers).
+   */
+  release (): boolean {
     const ring = this.#ring
     const index = this.head & ring.mask
     const length = ring.h[(ring.base + index) >>> 2] & L.LENGTH_MASK
     this.#received++
-    storeU64(ring.h, word(L.MESSAGES_RECEIVED_OFFSET), this.#received)
-    this.#advance(L.alignRecord(length))
+    this.head = (this.head + L.alignRecord(length)) >>> 0
+    return ((this.head - this.#published) >>> 0) >= this.#batch && this.flush()
   }
 
-  #advance (bytes: number): void {
+  /** Zeroes what was read since the last flush, then stores the head. Returns true if the head moved. */
+  flush (): boolean {
     const ring = this.#ring
-    const index = this.head & ring.mask
+    const from = this.#published
+    const bytes = (this.head - from) >>> 0
+    if (bytes === 0) return false
+    const index = from & ring.mask
+    const first = Math.min(bytes, ring.capacity - index)
     // Zero first, then move the head (a sequentially consistent store): a
     // producer that sees the new head sees zeros where it may claim.
-    ring.bytes.fill(0, ring.base + index, ring.base + index + bytes)
-    this.head = (this.head + bytes) >>> 0
+    ring.bytes.fill(0, ring.base + index, ring.base + index + first)
+    if (bytes > first) ring.bytes.fill(0, ring.base, ring.base + bytes - first)
+    storeU64(ring.h, word(L.MESSAGES_RECEIVED_OFFSET), this.#received)
+    this.#published = this.head
     Atomics.store(ring.h, HEAD, this.head | 0)
+    return true
   }
 
   /** Messages received, claims skipped and bytes skipped so far. */
@@ -226,6 +246,7 @@ export class FanInReader {
    * committed meanwhile ('committed').
    */
   resolveStuck (): Stuck {
+    this.flush()
     const ring = this.#ring
     const h = ring.h
     const head = this.head
@@ -277,6 +298,7 @@ export class FanInReader {
     ring.bytes.fill(0, ring.base + index, ring.base + index + first)
     if (bytes > first) ring.bytes.fill(0, ring.base, ring.base + bytes - first)
     this.head = (this.head + bytes) >>> 0
+    this.#published = this.head
     Atomics.store(ring.h, HEAD, this.head | 0)
   }
 

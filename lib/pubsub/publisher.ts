@@ -175,7 +175,7 @@ export class Publisher<T = unknown> {
   #tryWrite (payload: Buffer): boolean {
     const writer = this.#writer
     if (!this.#ring.overwrite && !writer.hasRoom(writer.need(payload.length), () => this.#slowest())) return false
-    writer.write(payload.length, (offset) => { this.#ring.bytes.set(payload, offset) })
+    writer.write(payload)
     // Loaded after the tail's store: a subscriber that parked before it is woken.
     if (Atomics.load(this.#ring.h, SUBSCRIBERS_PARKED) !== 0) wake(this.#ring.h, TAIL)
     return true

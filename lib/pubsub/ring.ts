@@ -119,8 +119,9 @@ export class TopicWriter {
     return ((this.#limit - end) | 0) >= 0
   }
 
-  /** Writes a record whose payload `fill` writes at the offset it gets, `length` bytes long. */
-  write (length: number, fill: (offset: number) => void): void {
+  /** Writes a record holding `payload`. */
+  write (payload: Uint8Array): void {
+    const length = payload.length
     const ring = this.#ring
     const h = ring.h
     const need = this.need(length)
@@ -152,7 +153,7 @@ export class TopicWriter {
     h[w + 1] = L.TYPE_DATA
     h[w + 2] = at | 0
     h[w + 3] = sequence | 0
-    fill((w << 2) + L.RECORD_HEADER_SIZE)
+    ring.bytes.set(payload, (w << 2) + L.RECORD_HEADER_SIZE)
     this.#sequence = (sequence + 1) >>> 0
     h[NEXT_SEQUENCE] = this.#sequence | 0
     storeU64(h, PUBLISHED, ++this.#published)

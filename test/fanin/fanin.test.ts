@@ -130,9 +130,9 @@ t.test('close and death: sends fail with ERR_CHANNEL_CLOSED after the consumer c
   await peer.call('openConsumer', other)
   const p = closeAtEnd(t, FanInProducer.open<Uint8Array>(other, { codec: 'bytes', peerCheckInterval: 50 }))
   while (p.trySend(Buffer.alloc(1000))) { /* fill the ring */ }
-  const waiting = p.send(Buffer.alloc(1000))
+  const rejected = t.rejects(p.send(Buffer.alloc(1000)), { code: 'ERR_PEER_DEAD' })
   await peer.kill()
-  await t.rejects(waiting, { code: 'ERR_PEER_DEAD' })
+  await rejected
 
   const consumer2 = FanInConsumer.open(freshName(t))
   const pending = consumer2.receive()
