@@ -24,6 +24,20 @@ if (role === 'subscriber') {
   process.send({ n, ms: performance.now() - start })
   subscriber.close()
   process.disconnect()
+} else if (role === 'echo-topic' || role === 'echo-spsc') {
+  // Round trips: answers every ping (from a topic, or an SPSC channel) on an SPSC channel back.
+  const name = process.argv[3]
+  const pings = role === 'echo-topic' ? Subscriber.open(name, { codec: 'bytes' }) : Consumer.open(`${name}-ping`, { codec: 'bytes' })
+  const pongs = Producer.open(`${name}-pong`, { codec: 'bytes' })
+  process.send('ready')
+  for (;;) {
+    let m
+    try { m = pings.receiveSync() } catch (err) { if (err.code === 'ERR_CHANNEL_CLOSED') break; throw err }
+    if (!pongs.trySend(m)) pongs.sendSync(m)
+  }
+  pongs.close()
+  pings.close()
+  process.disconnect()
 } else if (role === 'consumer') {
   const consumer = Consumer.open(process.argv[3], { codec: 'bytes', wait: 'adaptive' })
   process.send('ready')
@@ -78,6 +92,44 @@ if (role === 'subscriber') {
     return rate(await Promise.all(done), count)
   }
 
+  /** p50 and p99 of `count` round trips in microseconds: ping out through `send`, pong back on `${name}-pong`. */
+  async function roundTrips (name, send, count) {
+    const pongs = Consumer.open(`${name}-pong`, { codec: 'bytes' })
+    const ping = Buffer.alloc(64)
+    const times = []
+    for (let i = 0; i < count; i++) {
+      const t0 = performance.now()
+      send(ping)
+      pongs.receiveSync()
+      times.push((performance.now() - t0) * 1000)
+    }
+    pongs.close()
+    times.sort((a, b) => a - b)
+    return { p50: times[Math.floor(times.length * 0.5)], p99: times[Math.floor(times.length * 0.99)] }
+  }
+
+  async function topicRoundTrips (count) {
+    const name = `bench-rt-topic-${process.pid}`
+    const publisher = Publisher.open(name, { codec: 'bytes', maxSubscribers: 4 })
+    const echo = fork(new URL(import.meta.url), ['echo-topic', name])
+    await started(echo)
+    const others = await children('subscriber', [name, name, name])
+    const result = await roundTrips(name, (m) => { if (!publisher.tryPublish(m)) publisher.publishSync(m) }, count)
+    publisher.close()
+    await Promise.all(others)
+    return result
+  }
+
+  async function channelRoundTrips (count) {
+    const name = `bench-rt-spsc-${process.pid}`
+    const pings = Producer.open(`${name}-ping`, { codec: 'bytes' })
+    const echo = fork(new URL(import.meta.url), ['echo-spsc', name])
+    await started(echo)
+    const result = await roundTrips(name, (m) => { if (!pings.trySend(m)) pings.sendSync(m) }, count)
+    pings.close()
+    return result
+  }
+
   const fmt = (r) => `${(r / 1e6).toFixed(2)} M/s`
   console.log(`pubsub bench: ${process.platform} ${process.arch}, ${os.cpus().length} cores, Node ${process.version}${quick ? ' (quick)' : ''}`)
   console.log('rates are deliveries per second summed over readers; the machine may be shared, read the ratios\n')
@@ -94,4 +146,8 @@ if (role === 'subscriber') {
       ].join(' '))
     }
   }
+  const trips = quick ? 5_000 : 50_000
+  const viaTopic = await topicRoundTrips(trips)
+  const viaChannel = await channelRoundTrips(trips)
+  console.log(`\nround trip, 64 B, ${trips.toLocaleString()} times: topic with 4 subscribers (one echoes) p50 ${viaTopic.p50.toFixed(1)} µs, p99 ${viaTopic.p99.toFixed(1)} µs; one SPSC channel p50 ${viaChannel.p50.toFixed(1)} µs, p99 ${viaChannel.p99.toFixed(1)} µs`)
 }
