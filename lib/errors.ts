@@ -22,6 +22,10 @@ export type ErrorCode =
   | 'ERR_REGION_TOO_SMALL'
   /** The channel already has a live end of this kind. */
   | 'ERR_END_TAKEN'
+  /** A fan-in or topic already has the maximum number of producers or subscribers its creator set. */
+  | 'ERR_TOO_MANY_ENDS'
+  /** A topic subscriber was overtaken by its publisher (policy 'overwrite'): the error's `lost` says how many messages it missed. */
+  | 'ERR_LAPPED'
   /** An existing shared memory object belongs to another user (see the allowForeignOwner option). */
   | 'ERR_FOREIGN_OWNER'
   /** A message could not be decoded by the channel's codec. */

@@ -15,8 +15,8 @@ const apiSection = readme.slice(readme.indexOf('## API'), readme.indexOf('## Ins
 t.test('every runtime export is documented in the README\'s API section', async (t) => {
   const names = Object.keys(api).sort()
   t.same(names, [
-    'AbortError', 'Client', 'Consumer', 'DEFAULT_CAPACITY', 'DEFAULT_MAX_MESSAGE_SIZE', 'Duplex', 'MAX_REGION_SIZE', 'Producer', 'Region',
-    'RemoteError', 'Server', 'ShmChannelError', 'Store', 'codecs', 'connect', 'createChannelBuffer', 'futex', 'serve'
+    'AbortError', 'Client', 'Consumer', 'DEFAULT_CAPACITY', 'DEFAULT_MAX_MESSAGE_SIZE', 'Duplex', 'Event', 'FanInConsumer', 'FanInProducer', 'LappedError', 'MAX_REGION_SIZE', 'Producer', 'Publisher', 'Region',
+    'RemoteError', 'Server', 'ShmChannelError', 'Store', 'Subscriber', 'codecs', 'connect', 'createChannelBuffer', 'futex', 'serve'
   ])
   for (const name of names) {
     t.ok(apiSection.includes(name), `${name} is in the API section`)

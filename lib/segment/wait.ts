@@ -69,6 +69,23 @@ export interface WaitSpec {
   ready: () => boolean
   /** Throws if the peer is gone. */
   checkPeer: () => void
+  /**
+   * The parked word counts sleepers instead of flagging one (Atomics.add and
+   * Atomics.sub instead of stores of 1 and 0): for a word that several
+   * waiters share, such as an event's or the producers' of a fan-in, where
+   * one waiter's unpark must not hide another's park from the waker.
+   */
+  parkedCounts?: boolean
+}
+
+function park (spec: WaitSpec): void {
+  if (spec.parkedCounts === true) Atomics.add(spec.header, spec.parkedFlag, 1)
+  else Atomics.store(spec.header, spec.parkedFlag, 1)
+}
+
+function unpark (spec: WaitSpec): void {
+  if (spec.parkedCounts === true) Atomics.sub(spec.header, spec.parkedFlag, 1)
+  else Atomics.store(spec.header, spec.parkedFlag, 0)
 }
 
 const now = (): number => performance.now()
@@ -124,15 +141,15 @@ export function waitSync (spec: WaitSpec, timeout: number): void {
   if (spec.strategy === 'adaptive' && spin(spec, Math.min(deadline, start + spec.spinMicros / 1000))) return
   const h = spec.header
   for (;;) {
-    Atomics.store(h, spec.parkedFlag, 1)
+    park(spec)
     const seen = Atomics.load(h, spec.waitWord)
     if (spec.ready()) {
-      Atomics.store(h, spec.parkedFlag, 0)
+      unpark(spec)
       return
     }
     const left = deadline - now()
     futexWait(h, spec.waitWord, seen, Math.max(0, Math.min(left, spec.peerCheckInterval)))
-    Atomics.store(h, spec.parkedFlag, 0)
+    unpark(spec)
     if (spec.ready()) return
     // The peer first: a wait shorter than a slice must still see it die.
     spec.checkPeer()
@@ -159,17 +176,17 @@ export async function waitAsync (spec: WaitSpec, timeout: number, signal?: Abort
   if (spec.strategy === 'adaptive' && spin(spec, Math.min(deadline, start + spec.spinMicros / 1000))) return
   const h = spec.header
   for (;;) {
-    Atomics.store(h, spec.parkedFlag, 1)
+    park(spec)
     const seen = Atomics.load(h, spec.waitWord)
     if (spec.ready()) {
-      Atomics.store(h, spec.parkedFlag, 0)
+      unpark(spec)
       return
     }
     const left = deadline - now()
     try {
       await futexWaitAsync(h, spec.waitWord, seen, { timeout: Math.max(0, Math.min(left, spec.peerCheckInterval)), signal })
     } finally {
-      Atomics.store(h, spec.parkedFlag, 0)
+      unpark(spec)
     }
     if (spec.ready()) return
     // The peer first: a wait shorter than a slice must still see it die.

@@ -17,6 +17,8 @@ import {
   SHM_DIR, ageOf, collectable, listChannels, probe, read,
   type ChannelSnapshot, type EndSnapshot, type Probe
 } from './inspect'
+import { describeFanIn, inspectFanIn, type FanInSnapshot } from '../fanin/inspect'
+import { describeTopic, inspectTopic, type TopicSnapshot } from '../pubsub/inspect'
 
 /** Exit codes, stable for scripts (also listed in the usage text). */
 export const EXIT_OK = 0
@@ -252,8 +254,10 @@ function ls (args: ParsedArgs, io: CliIO): number {
     io.stdout.write(JSON.stringify(listing.channels, null, 2) + '\n')
     return EXIT_OK
   }
+  const others = topicsAndFanIns(prefixArg(args.flags.prefix))
   if (listing.channels.length === 0) {
     io.stdout.write('no channels\n')
+    writeTopicsAndFanIns(others, io)
     return EXIT_OK
   }
   io.stdout.write(table(
@@ -270,7 +274,48 @@ function ls (args: ParsedArgs, io: CliIO): number {
     ]),
     new Set([1, 2, 4, 5])
   ))
+  writeTopicsAndFanIns(others, io)
   return EXIT_OK
+}
+
+/** Topics and fan-ins in SHM_DIR (lib/pubsub/inspect.ts, lib/fanin/inspect.ts); objects that cannot be read are left out. */
+function topicsAndFanIns (prefix: string): Array<TopicSnapshot | FanInSnapshot> {
+  const found: Array<TopicSnapshot | FanInSnapshot> = []
+  const names = fs.readdirSync(SHM_DIR, { withFileTypes: true }).filter((e) => e.isFile() && e.name.startsWith(prefix)).map((e) => e.name).sort()
+  for (const name of names) {
+    const snapshot = inspectOther(name)
+    if (snapshot !== undefined) found.push(snapshot)
+  }
+  return found
+}
+
+/** The topic or fan-in under `name`, or undefined (not one, unreadable, or gone). */
+function inspectOther (name: string): TopicSnapshot | FanInSnapshot | undefined {
+  let region: Region
+  try {
+    region = Region.open(`/${name.replace(/^\//, '')}`, { readOnly: true })
+  } catch {
+    return undefined
+  }
+  try {
+    return inspectTopic(name, region.buffer) ?? inspectFanIn(name, region.buffer)
+  } catch {
+    return undefined
+  } finally {
+    region.close()
+  }
+}
+
+function writeTopicsAndFanIns (others: Array<TopicSnapshot | FanInSnapshot>, io: CliIO): void {
+  for (const o of others) {
+    if (o.kind === 'topic') {
+      const subs = o.subscribers.map((s) => `${s.pid}:${s.status}:lag ${bytes(s.lag)}`).join(', ')
+      io.stdout.write(`topic ${o.name} (${o.policy}): ${o.messagesPublished} published, publisher ${o.publisher.pid} ${o.publisher.status}; subscribers: ${subs === '' ? 'none' : subs}\n`)
+    } else {
+      const producers = o.producers.map((p) => `${p.pid}:${p.status}${p.claim === null ? '' : `:in flight ${p.claim.length} B`}`).join(', ')
+      io.stdout.write(`fan-in ${o.name}: ${bytes(o.used)} used, ${o.messagesReceived} received, ${o.claimsSkipped} claims skipped, consumer ${o.consumer.pid} ${o.consumer.status}; producers: ${producers === '' ? 'none' : producers}\n`)
+    }
+  }
 }
 
 function reportUnreadable (unreadable: Array<{ name: string, reason: string }>, io: CliIO): void {
@@ -291,7 +336,15 @@ async function stat (args: ParsedArgs, io: CliIO): Promise<number> {
     interval = Number(args.flags.interval)
     if (!Number.isInteger(interval) || interval < MIN_INTERVAL_MS) throw usageError(`--interval must be a whole number of milliseconds, at least ${MIN_INTERVAL_MS}; got ${JSON.stringify(args.flags.interval)}`)
   }
-  const first = requireChannel(name, probeNamed(name))
+  const found = probeNamed(name)
+  if (found.kind === 'foreign') {
+    const other = inspectOther(name)
+    if (other !== undefined) {
+      io.stdout.write(args.flags.json === true ? JSON.stringify(other, null, 2) + '\n' : other.kind === 'topic' ? describeTopic(other) : describeFanIn(other))
+      return EXIT_OK
+    }
+  }
+  const first = requireChannel(name, found)
   if (args.flags.watch === true) return await watch(name, first, interval, args.flags.json === true, io)
   io.stdout.write(args.flags.json === true ? JSON.stringify(first, null, 2) + '\n' : describe(first))
   return EXIT_OK

@@ -1,0 +1,112 @@
+// Many-to-one throughput: 1, 2 and 4 producer processes writing 64-byte
+// messages into one fan-in consumer here, against one SPSC channel (one
+// producer process) and against a Unix socket server fed by the same
+// number of client processes. Same run, so the ratios are what to read.
+//
+//   node bench/fanin.mjs [--quick]
+import { fork } from 'node:child_process'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { Consumer, FanInConsumer, FanInProducer, Producer } from 'shm-channel'
+
+const quick = process.argv.includes('--quick')
+const role = process.argv[2]
+const SIZE = 64
+
+if (role === 'fanin-producer' || role === 'spsc-producer') {
+  const [name, count] = process.argv.slice(3)
+  const producer = role === 'fanin-producer' ? FanInProducer.open(name, { codec: 'bytes' }) : Producer.open(name, { codec: 'bytes', capacity: 1 << 22 })
+  const message = Buffer.alloc(SIZE)
+  process.send('ready')
+  await new Promise((resolve) => process.once('message', resolve))
+  for (let i = 0; i < Number(count); i++) if (!producer.trySend(message)) producer.sendSync(message)
+  producer.close()
+  process.disconnect()
+} else if (role === 'socket-client') {
+  const [socketPath, count] = process.argv.slice(3)
+  const socket = net.connect(socketPath)
+  await new Promise((resolve) => socket.once('connect', resolve))
+  process.send('ready')
+  await new Promise((resolve) => process.once('message', resolve))
+  // One write per 64-byte message, as the fan-in producers send one message per call.
+  const frame = Buffer.alloc(SIZE)
+  for (let sent = 0; sent < Number(count); sent++) {
+    if (!socket.write(frame)) await new Promise((resolve) => socket.once('drain', resolve))
+  }
+  socket.end()
+  process.disconnect()
+} else {
+  const start = async (kids) => {
+    await Promise.all(kids.map((k) => new Promise((resolve) => k.once('message', resolve))))
+    for (const k of kids) k.send('go')
+  }
+  const spawn = (kind, args, n) => Array.from({ length: n }, () => fork(new URL(import.meta.url), [kind, ...args]))
+
+  async function fanIn (producers, count) {
+    const name = `bench-fanin-${process.pid}-${producers}`
+    const consumer = FanInConsumer.open(name, { codec: 'bytes', capacity: 1 << 22, maxProducers: producers })
+    const kids = spawn('fanin-producer', [name, String(count)], producers)
+    await start(kids)
+    const total = producers * count
+    let t0 = 0
+    for (let n = 0; n < total; n++) {
+      consumer.tryReceive() ?? consumer.receiveSync()
+      if (n === 0) t0 = performance.now()
+    }
+    const ms = performance.now() - t0
+    consumer.close()
+    return total / (ms / 1000)
+  }
+
+  async function spsc (count) {
+    const name = `bench-fanin-spsc-${process.pid}`
+    const consumer = Consumer.open(name, { codec: 'bytes', capacity: 1 << 22 })
+    const kids = spawn('spsc-producer', [name, String(count)], 1)
+    await start(kids)
+    let t0 = 0
+    for (let n = 0; n < count; n++) {
+      consumer.tryReceive() ?? consumer.receiveSync()
+      if (n === 0) t0 = performance.now()
+    }
+    const ms = performance.now() - t0
+    consumer.close()
+    return count / (ms / 1000)
+  }
+
+  async function socketServer (clients, count) {
+    const socketPath = path.join(os.tmpdir(), `bench-fanin-${process.pid}-${clients}.sock`)
+    const total = clients * count
+    let received = 0
+    let t0 = 0
+    let resolveDone
+    const done = new Promise((resolve) => { resolveDone = resolve })
+    const server = net.createServer((socket) => {
+      socket.on('data', (chunk) => {
+        if (t0 === 0) t0 = performance.now()
+        received += chunk.length
+        if (received >= total * SIZE) resolveDone()
+      })
+    })
+    await new Promise((resolve) => { server.listen(socketPath, () => { resolve(undefined) }) })
+    const kids = spawn('socket-client', [socketPath, String(count)], clients)
+    await start(kids)
+    await done
+    const ms = performance.now() - t0
+    server.close()
+    return total / (ms / 1000)
+  }
+
+  const count = quick ? 200_000 : 1_000_000
+  const fmt = (r) => `${(r / 1e6).toFixed(2)} M/s`
+  console.log(`fan-in bench: ${process.platform} ${process.arch}, ${os.cpus().length} cores, Node ${process.version}${quick ? ' (quick)' : ''}, ${SIZE} B messages, ${count.toLocaleString()} per producer`)
+  console.log('the machine may be shared: read the ratios\n')
+  const base = await spsc(count)
+  console.log(`SPSC channel, 1 producer: ${fmt(base)}\n`)
+  console.log('producers  fan-in (agg)  vs SPSC   Unix socket server  fan-in/socket')
+  for (const producers of [1, 2, 4]) {
+    const agg = await fanIn(producers, count)
+    const sock = await socketServer(producers, count)
+    console.log(`${String(producers).padEnd(10)} ${fmt(agg).padEnd(13)} ${(agg / base * 100).toFixed(0).padStart(4)} %   ${fmt(sock).padEnd(19)} ${(agg / sock).toFixed(2)}x`)
+  }
+}

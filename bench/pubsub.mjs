@@ -1,0 +1,153 @@
+// Publish/subscribe throughput: one publisher here, 1, 2 and 4 subscriber
+// processes, 64 B and 4 KiB messages, against an SPSC channel and against
+// the alternative the library had before topics: 4 separate SPSC channels,
+// each message written to all four one after another. All in one run: the
+// ratios are what to read, the absolute numbers depend on the machine.
+//
+//   node bench/pubsub.mjs [--quick]
+import { fork } from 'node:child_process'
+import os from 'node:os'
+import { Consumer, Producer, Publisher, Subscriber } from 'shm-channel'
+
+const quick = process.argv.includes('--quick')
+const role = process.argv[2]
+
+if (role === 'subscriber') {
+  const subscriber = Subscriber.open(process.argv[3], { codec: 'bytes', wait: 'adaptive' })
+  process.send('ready')
+  let n = 0
+  let start = 0
+  for (;;) {
+    try { subscriber.receiveSync() } catch (err) { if (err.code === 'ERR_CHANNEL_CLOSED') break; throw err }
+    if (n++ === 0) start = performance.now()
+  }
+  process.send({ n, ms: performance.now() - start })
+  subscriber.close()
+  process.disconnect()
+} else if (role === 'echo-topic' || role === 'echo-spsc') {
+  // Round trips: answers every ping (from a topic, or an SPSC channel) on an SPSC channel back.
+  const name = process.argv[3]
+  const pings = role === 'echo-topic' ? Subscriber.open(name, { codec: 'bytes' }) : Consumer.open(`${name}-ping`, { codec: 'bytes' })
+  const pongs = Producer.open(`${name}-pong`, { codec: 'bytes' })
+  process.send('ready')
+  for (;;) {
+    let m
+    try { m = pings.receiveSync() } catch (err) { if (err.code === 'ERR_CHANNEL_CLOSED') break; throw err }
+    if (!pongs.trySend(m)) pongs.sendSync(m)
+  }
+  pongs.close()
+  pings.close()
+  process.disconnect()
+} else if (role === 'consumer') {
+  const consumer = Consumer.open(process.argv[3], { codec: 'bytes', wait: 'adaptive' })
+  process.send('ready')
+  let n = 0
+  let start = 0
+  for (;;) {
+    try { consumer.receiveSync() } catch (err) { if (err.code === 'ERR_CHANNEL_CLOSED') break; throw err }
+    if (n++ === 0) start = performance.now()
+  }
+  process.send({ n, ms: performance.now() - start })
+  consumer.close()
+  process.disconnect()
+} else {
+  const started = (child) => new Promise((resolve, reject) => {
+    child.once('message', resolve)
+    child.once('exit', (code) => reject(new Error(`child exited ${code}`)))
+  })
+  const finished = (child) => new Promise((resolve) => child.once('message', resolve))
+
+  /** Starts `count` children of `kind` on `names`; resolves when all are ready, with their result promises. */
+  async function children (kind, names) {
+    const kids = names.map((name) => fork(new URL(import.meta.url), [kind, name]))
+    await Promise.all(kids.map(started))
+    return kids.map(finished)
+  }
+
+  /** Messages per second delivered in total (each delivery counted), from the slowest reader's clock. */
+  function rate (results, count) {
+    const ms = Math.max(...results.map((r) => r.ms))
+    return results.reduce((sum, r) => sum + r.n, 0) / (ms / 1000)
+  }
+
+  async function topic (subscribers, size, count) {
+    const name = `bench-topic-${process.pid}-${subscribers}-${size}`
+    const publisher = Publisher.open(name, { codec: 'bytes', policy: 'block', capacity: 1 << 22, maxSubscribers: subscribers })
+    const done = await children('subscriber', new Array(subscribers).fill(name))
+    const message = Buffer.alloc(size)
+    for (let i = 0; i < count; i++) if (!publisher.tryPublish(message)) publisher.publishSync(message)
+    publisher.close()
+    return rate(await Promise.all(done), count)
+  }
+
+  async function channels (n, size, count) {
+    const names = Array.from({ length: n }, (_, i) => `bench-spsc-${process.pid}-${n}-${size}-${i}`)
+    const producers = names.map((name) => Producer.open(name, { codec: 'bytes', capacity: 1 << 22 }))
+    const done = await children('consumer', names)
+    const message = Buffer.alloc(size)
+    for (let i = 0; i < count; i++) {
+      for (const p of producers) if (!p.trySend(message)) p.sendSync(message)
+    }
+    for (const p of producers) p.close()
+    return rate(await Promise.all(done), count)
+  }
+
+  /** p50 and p99 of `count` round trips in microseconds: ping out through `send`, pong back on `${name}-pong`. */
+  async function roundTrips (name, send, count) {
+    const pongs = Consumer.open(`${name}-pong`, { codec: 'bytes' })
+    const ping = Buffer.alloc(64)
+    const times = []
+    for (let i = 0; i < count; i++) {
+      const t0 = performance.now()
+      send(ping)
+      pongs.receiveSync()
+      times.push((performance.now() - t0) * 1000)
+    }
+    pongs.close()
+    times.sort((a, b) => a - b)
+    return { p50: times[Math.floor(times.length * 0.5)], p99: times[Math.floor(times.length * 0.99)] }
+  }
+
+  async function topicRoundTrips (count) {
+    const name = `bench-rt-topic-${process.pid}`
+    const publisher = Publisher.open(name, { codec: 'bytes', maxSubscribers: 4 })
+    const echo = fork(new URL(import.meta.url), ['echo-topic', name])
+    await started(echo)
+    const others = await children('subscriber', [name, name, name])
+    const result = await roundTrips(name, (m) => { if (!publisher.tryPublish(m)) publisher.publishSync(m) }, count)
+    publisher.close()
+    await Promise.all(others)
+    return result
+  }
+
+  async function channelRoundTrips (count) {
+    const name = `bench-rt-spsc-${process.pid}`
+    const pings = Producer.open(`${name}-ping`, { codec: 'bytes' })
+    const echo = fork(new URL(import.meta.url), ['echo-spsc', name])
+    await started(echo)
+    const result = await roundTrips(name, (m) => { if (!pings.trySend(m)) pings.sendSync(m) }, count)
+    pings.close()
+    return result
+  }
+
+  const fmt = (r) => `${(r / 1e6).toFixed(2)} M/s`
+  console.log(`pubsub bench: ${process.platform} ${process.arch}, ${os.cpus().length} cores, Node ${process.version}${quick ? ' (quick)' : ''}`)
+  console.log('rates are deliveries per second summed over readers; the machine may be shared, read the ratios\n')
+  console.log('size   readers  topic (agg)   per reader   SPSC x1      per-reader/SPSC   N SPSC written in turn   topic/N SPSC')
+  for (const size of [64, 4096]) {
+    const count = (size === 64 ? 1_000_000 : 100_000) / (quick ? 5 : 1)
+    const spsc = await channels(1, size, count)
+    for (const readers of [1, 2, 4]) {
+      const agg = await topic(readers, size, count)
+      const separate = readers === 1 ? spsc : await channels(readers, size, count)
+      console.log([
+        String(size).padEnd(6), String(readers).padEnd(8), fmt(agg).padEnd(13), fmt(agg / readers).padEnd(12), fmt(spsc).padEnd(12),
+        `${(agg / readers / spsc).toFixed(2)}x`.padEnd(17), fmt(separate).padEnd(24), `${(agg / separate).toFixed(2)}x`
+      ].join(' '))
+    }
+  }
+  const trips = quick ? 5_000 : 50_000
+  const viaTopic = await topicRoundTrips(trips)
+  const viaChannel = await channelRoundTrips(trips)
+  console.log(`\nround trip, 64 B, ${trips.toLocaleString()} times: topic with 4 subscribers (one echoes) p50 ${viaTopic.p50.toFixed(1)} µs, p99 ${viaTopic.p99.toFixed(1)} µs; one SPSC channel p50 ${viaChannel.p50.toFixed(1)} µs, p99 ${viaChannel.p99.toFixed(1)} µs`)
+}

@@ -1,0 +1,117 @@
+/**
+ * The shared segment of a fan-in (many producers, one consumer), byte for
+ * byte; docs/pubsub.md describes the same bytes for other languages.
+ *
+ *   0            HEADER_SIZE            RING_OFFSET(maxProducers)     + capacity
+ *   +------------+----------------------+--------------------------------+
+ *   | header     | producer table       | ring: records, 8-byte aligned  |
+ *   +------------+----------------------+--------------------------------+
+ *
+ *    0                   1                   2                   3
+ *    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+ *   +---------------------------------------------------------------+
+ *   |                         magic "SHMF"                          |   0  identity (lib/segment/identity.ts)
+ *   |         major version         |         minor version         |   4
+ *   |                          header size                          |   8
+ *   |                      capacity (power of 2)                    |  12
+ *   |                         max producers                         |  16
+ *   +---------------------------------------------------------------+
+ *   |         tail: claim position (u32), compare-and-swap          | 128  every producer
+ *   +---------------------------------------------------------------+
+ *   |                     head: consumer position (u32)             | 256  consumer line
+ *   |                messages received (u64, lo then hi)            | 264
+ *   |           claims skipped (their producer died before commit)  | 272
+ *   |                  bytes skipped (u64, lo then hi)              | 280
+ *   +---------------------------------------------------------------+
+ *   |                         consumer parked                       | 384  flag, set by the consumer
+ *   +---------------------------------------------------------------+
+ *   |               producers parked (a count of sleepers)          | 512
+ *   +---------------------------------------------------------------+
+ *   |  consumer pid  |  consumer start time (u64) | consumer state  | 640  end slot (lib/segment/ends.ts)
+ *   +---------------------------------------------------------------+
+ *
+ * Producer table at HEADER_SIZE: `max producers` entries of 32 bytes:
+ *
+ *   |  pid  |  start time (u64)  |  state  |   0  end slot (lib/segment/ends.ts)
+ *   |   claim start: tail position this producer claims or claimed     |  16
+ *   |   claim length in bytes; 0: no claim in flight                   |  20
+ *   |   messages sent (u64, lo then hi)                                |  24
+ *
+ * Positions count bytes and only grow, modulo 2^32; index = position & (capacity - 1).
+ */
+import * as identity from '../segment/identity'
+import * as ends from '../segment/ends'
+import * as words from '../segment/words'
+
+const { LINE } = words
+
+export const MAGIC = 0x464d4853 // "SHMF" read as a little-endian u32
+export const VERSION_MAJOR = 1
+export const VERSION_MINOR = 0
+
+export const CAPACITY_OFFSET = identity.HEADER_SIZE_OFFSET + 4
+export const MAX_PRODUCERS_OFFSET = CAPACITY_OFFSET + 4
+
+export const TAIL_OFFSET = LINE
+
+export const HEAD_OFFSET = 2 * LINE
+export const MESSAGES_RECEIVED_OFFSET = HEAD_OFFSET + 8
+export const CLAIMS_SKIPPED_OFFSET = MESSAGES_RECEIVED_OFFSET + 8
+export const BYTES_SKIPPED_OFFSET = CLAIMS_SKIPPED_OFFSET + 8
+
+export const CONSUMER_PARKED_OFFSET = 3 * LINE
+export const PRODUCERS_PARKED_OFFSET = 4 * LINE
+export const CONSUMER_END_OFFSET = 5 * LINE
+
+export const HEADER_SIZE = 6 * LINE
+
+// Producer table entries.
+export const PRODUCER_ENTRY_SIZE = 32
+export const CLAIM_START = ends.END_SLOT_SIZE
+export const CLAIM_LENGTH = CLAIM_START + 4
+export const MESSAGES_SENT = CLAIM_LENGTH + 4
+
+export const DEFAULT_MAX_PRODUCERS = 16
+export const MAX_MAX_PRODUCERS = 1024
+
+export function producerEntryOffset (index: number): number {
+  return HEADER_SIZE + index * PRODUCER_ENTRY_SIZE
+}
+
+/** Where the ring starts: after the producer table, on a line of its own. */
+export function ringOffset (maxProducers: number): number {
+  return HEADER_SIZE + Math.ceil((maxProducers * PRODUCER_ENTRY_SIZE) / LINE) * LINE
+}
+
+export function segmentSize (capacity: number, maxProducers: number): number {
+  return ringOffset(maxProducers) + capacity
+}
+
+// Records.
+//
+//   |  COMMITTED (0x80000000) | payload length             | 0  stored last, atomically: 0 until committed
+//   |  type: DATA 1, PADDING 2 | producer index << 8       | 4
+//   |  payload, then unused bytes up to a multiple of 8      | 8
+//
+// A record never wraps: a claim that would is a PADDING record to the end
+// of the ring and the record at index 0, claimed together. The padding is
+// committed after the record, so an uncommitted claim always shows at its
+// claim start. The consumer zeroes every byte it is done with before it
+// moves the head past it: the next lap finds 0 wherever no record is committed.
+export const RECORD_HEADER_SIZE = 8
+export const RECORD_ALIGNMENT = 8
+export const COMMITTED = 0x80000000
+export const LENGTH_MASK = 0x7fffffff
+export const TYPE_DATA = 1
+export const TYPE_PADDING = 2
+export const TYPE_MASK = 0xff
+export const PRODUCER_SHIFT = 8
+
+export function alignRecord (payloadLength: number): number {
+  return (payloadLength + RECORD_HEADER_SIZE + RECORD_ALIGNMENT - 1) & ~(RECORD_ALIGNMENT - 1)
+}
+
+/** Largest payload of one record: a quarter of the ring. */
+export function maxPayload (capacity: number): number {
+  return capacity / 4 - RECORD_HEADER_SIZE
+}

@@ -1,0 +1,218 @@
+/**
+ * A producer of a fan-in: one of up to `maxProducers` processes (or
+ * threads) writing into one ring that one consumer reads. `send` waits for
+ * room, `trySend` never waits, `sendSync` blocks the thread. Each
+ * producer's messages arrive in the order it sent them.
+ */
+import { resolveCodec, type Codec } from '../codecs'
+import { ShmChannelError, invalidReturn } from '../errors'
+import { checkTimeout } from '../options'
+import { wake } from '../platform/futex'
+import { checkName, type Region } from '../platform/region'
+import { closeEnd, endDead, readEnd, END_CLOSED, END_STATE } from '../segment/ends'
+import { linkSignals } from '../segment/signals'
+import { checkWaitSettings, waitAsync, waitSync, type WaitSettingsOptions, type WaitSpec } from '../segment/wait'
+import { word } from '../segment/words'
+import * as L from './layout'
+import { FanInRing, FanInWriter } from './ring'
+import { checkFanIn, openFanIn, unlinkIfLast, type FanInSegmentOptions } from './segment'
+
+export interface FanInOptions<T> extends FanInSegmentOptions, WaitSettingsOptions {
+  /** How values become bytes: 'json' (default), 'structured', 'utf8', 'bytes', or your own codec. */
+  codec?: Codec<T> | 'json' | 'structured' | 'utf8' | 'bytes' | 'msgpack'
+}
+
+export interface FanInSendOptions {
+  /** Milliseconds to wait for room; default no limit. ERR_TIMEOUT when it passes. */
+  timeout?: number
+  signal?: AbortSignal
+}
+
+const CONSUMER_STATE = word(L.CONSUMER_END_OFFSET + END_STATE)
+const CONSUMER_PARKED = word(L.CONSUMER_PARKED_OFFSET)
+const PRODUCERS_PARKED = word(L.PRODUCERS_PARKED_OFFSET)
+
+/** Producers dropped without close(): their entry is closed then. */
+const forgotten = new FinalizationRegistry<() => void>((close) => { close() })
+
+export class FanInProducer<T = unknown> {
+  readonly #region: Region
+  readonly #ring: FanInRing
+  readonly #writer: FanInWriter
+  readonly #codec: Codec<T>
+  readonly #spec: WaitSpec
+  readonly #closer = new AbortController()
+  readonly #name: string
+  #needed = 0
+  /** Sends waiting for room, in order: a later send never overtakes them. */
+  #queue: Promise<void> = Promise.resolve()
+  #pending = 0
+  #closed = false
+
+  private constructor (region: Region, index: number, name: string, options: FanInOptions<T>) {
+    this.#region = region
+    this.#name = name
+    this.#ring = new FanInRing(region.buffer, checkFanIn(region.buffer))
+    this.#writer = new FanInWriter(this.#ring, index)
+    this.#codec = resolveCodec(options.codec)
+    const settings = checkWaitSettings(options)
+    const h = this.#ring.h
+    this.#spec = {
+      header: h,
+      parkedFlag: PRODUCERS_PARKED,
+      parkedCounts: true,
+      waitWord: word(L.HEAD_OFFSET),
+      strategy: settings.wait,
+      spinMicros: settings.spinMicros,
+      peerCheckInterval: settings.peerCheckInterval,
+      ready: () => this.#closed || this.#consumerClosed() || this.#hasRoom(),
+      checkPeer: () => { this.#checkConsumer() }
+    }
+    const entry = L.producerEntryOffset(index)
+    forgotten.register(this, () => { release(region, h, entry, this.#ring.maxProducers) }, this)
+  }
+
+  /**
+   * Opens fan-in `name` as one of its producers, creating it if there is
+   * none. ERR_TOO_MANY_ENDS when all `maxProducers` entries are held by live producers.
+   */
+  static open<T = unknown> (name: string, options: FanInOptions<T> = {}): FanInProducer<T> {
+    checkName(name)
+    checkWaitSettings(options)
+    resolveCodec(options.codec)
+    const { region, index } = openFanIn(name, 'producer', options)
+    try {
+      return new FanInProducer<T>(region, index, region.name ?? name, options)
+    } catch (err) {
+      release(region, new Int32Array(region.buffer), L.producerEntryOffset(index), 1)
+      throw err
+    }
+  }
+
+  get name (): string { return this.#name }
+  get closed (): boolean { return this.#closed }
+  /** This producer's index in the fan-in's producer table (what the inspector shows). */
+  get index (): number { return this.#writer.index }
+
+  /** Writes `value` now if there is room; false if not (nothing written). */
+  trySend (value: T): boolean {
+    this.#checkWritable()
+    if (this.#pending > 0) return false
+    return this.#tryWrite(this.#encode(value))
+  }
+
+  /** Writes `value`, waiting for room. Messages of one producer arrive in the order of their send calls. */
+  async send (value: T, options: FanInSendOptions = {}): Promise<void> {
+    this.#checkWritable()
+    const payload = this.#encode(value)
+    if (this.#pending === 0 && this.#tryWrite(payload)) return
+    const timeout = checkTimeout('timeout', options.timeout)
+    this.#pending++
+    const turn = this.#queue.then(async () => { await this.#waitAndWrite(payload, timeout, options.signal) })
+    this.#queue = turn.catch(() => {})
+    try {
+      await turn
+    } finally {
+      this.#pending--
+    }
+  }
+
+  /** Writes `value`, blocking the thread until there is room. */
+  sendSync (value: T, options: { timeout?: number } = {}): void {
+    this.#checkWritable()
+    const payload = this.#encode(value)
+    if (this.#pending === 0 && this.#tryWrite(payload)) return
+    if (this.#pending > 0) throw new ShmChannelError('ERR_BUSY', 'sendSync while asynchronous sends wait for room')
+    const timeout = checkTimeout('timeout', options.timeout)
+    for (;;) {
+      this.#needed = payload.length
+      waitSync(this.#spec, timeout)
+      this.#checkWritable()
+      if (this.#tryWrite(payload)) return
+    }
+  }
+
+  /** Closes this producer's entry (idempotent). Sends still waiting reject with ERR_CHANNEL_CLOSED. */
+  close (): void {
+    if (this.#closed) return
+    this.#closed = true
+    forgotten.unregister(this)
+    this.#closer.abort(new ShmChannelError('ERR_CHANNEL_CLOSED', 'this producer is closed'))
+    // Wake our own waits (they share the head's futex word with other producers' waits, which just look again).
+    wake(this.#ring.h, word(L.HEAD_OFFSET))
+    release(this.#region, this.#ring.h, L.producerEntryOffset(this.#writer.index), this.#ring.maxProducers)
+  }
+
+  [Symbol.dispose] (): void { this.close() }
+
+  async #waitAndWrite (payload: Buffer, timeout: number, user: AbortSignal | undefined): Promise<void> {
+    const deadline = performance.now() + timeout
+    const { signal, unlink } = user === undefined ? { signal: this.#closer.signal, unlink: () => {} } : linkSignals(this.#closer.signal, user)
+    try {
+      for (;;) {
+        this.#checkWritable()
+        if (this.#tryWrite(payload)) return
+        this.#needed = payload.length
+        await waitAsync(this.#spec, Math.max(0, deadline - performance.now()), signal)
+      }
+    } catch (err) {
+      if (this.#closer.signal.aborted) throw this.#closer.signal.reason
+      throw err
+    } finally {
+      unlink()
+    }
+  }
+
+  #encode (value: T): Buffer {
+    const encoded = this.#codec.encode(value)
+    let payload: Buffer
+    if (typeof encoded === 'string') payload = Buffer.from(encoded, 'utf8')
+    else if (encoded instanceof Uint8Array) payload = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength)
+    else throw invalidReturn(`codec ${this.#codec.name}'s encode`, 'a string or a Uint8Array', encoded)
+    if (!this.#writer.fits(payload.length)) {
+      throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a message of ${payload.length} bytes is larger than this fan-in takes (${this.#ring.maxPayload}: a quarter of its capacity, less 8)`)
+    }
+    return payload
+  }
+
+  #tryWrite (payload: Buffer): boolean {
+    const writer = this.#writer
+    const start = writer.claim(payload.length)
+    if (start === -1) return false
+    this.#ring.bytes.set(payload, writer.payloadOffset(start, payload.length))
+    writer.commit(start, payload.length)
+    // Loaded after the commit's store (lib/segment/wait.ts): a consumer that parked before it is woken.
+    if (Atomics.load(this.#ring.h, CONSUMER_PARKED) !== 0) wake(this.#ring.h, this.#ring.recordWord(start), 1)
+    return true
+  }
+
+  #hasRoom (): boolean {
+    const need = L.alignRecord(this.#needed) * 2
+    return this.#ring.capacity - this.#ring.used() >= Math.min(need, this.#ring.capacity)
+  }
+
+  #consumerClosed (): boolean {
+    return Atomics.load(this.#ring.h, CONSUMER_STATE) === END_CLOSED
+  }
+
+  #checkWritable (): void {
+    if (this.#closed) throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this producer is closed')
+    if (this.#consumerClosed()) throw new ShmChannelError('ERR_CHANNEL_CLOSED', `the consumer of fan-in ${this.#name} closed it`)
+  }
+
+  #checkConsumer (): void {
+    const consumer = readEnd(this.#ring.h, L.CONSUMER_END_OFFSET)
+    if (endDead(consumer)) throw new ShmChannelError('ERR_PEER_DEAD', `the consumer of fan-in ${this.#name} is gone: its process (pid ${consumer.pid}) died`)
+  }
+}
+
+/** Closes a producer entry (clearing any claim record) and lets go of the mapping; the last end out removes the name. */
+function release (region: Region, h: Int32Array, entry: number, maxProducers: number): void {
+  try {
+    Atomics.store(h, word(entry + L.CLAIM_LENGTH), 0)
+    closeEnd(h, entry)
+    unlinkIfLast(region, h, maxProducers)
+  } finally {
+    region.close()
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * Fan-in across real processes (test/fixtures/fanin-peer.ts): several
+ * producers into one consumer, every message once and each producer's in
+ * order; a producer SIGKILLed between claim and commit is skipped and
+ * counted; limits, closes, deaths and corrupt segments.
+ */
+import t, { type Test } from 'tap'
+
+import { FanInConsumer, FanInProducer, Region } from '../../lib/index'
+import * as L from '../../lib/fanin/layout'
+import { word } from '../../lib/segment/words'
+import { Peer } from '../support/peers'
+import { Prng } from '../support/prng'
+import { channelName, closeAtEnd, leavesNothingInDevShm, unlinkIfPresent } from '../support/shm'
+
+function freshName (t: Test): string {
+  const name = channelName()
+  // Peers killed at teardown may leave the name (their entries stay until the next open reclaims it).
+  t.teardown(() => { unlinkIfPresent(name) })
+  return name
+}
+
+/** Checks a message from test/fixtures/fanin-peer.ts and returns [producer id, sequence number]. */
+function parse (t: Test, m: Uint8Array): [number, number] {
+  const b = Buffer.from(m)
+  const id = b.readUInt32LE(0)
+  const seq = b.readUInt32LE(4)
+  if (b.length !== 16 || b.readUInt32LE(8) !== ((id + seq) >>> 0) || b.readUInt32LE(12) !== 0xa5a5a5a5) t.fail(`a torn message: ${b.toString('hex')}`)
+  return [id, seq]
+}
+
+t.test('4 producer processes x 20,000 messages: every message arrives once, each producer\'s in order', async (t) => {
+  const name = freshName(t)
+  const PRODUCERS = 4
+  const COUNT = 20_000
+  const consumer = closeAtEnd(t, FanInConsumer.open<Uint8Array>(name, { codec: 'bytes', capacity: 1 << 16 }))
+  const peers = Array.from({ length: PRODUCERS }, () => new Peer(t, 'fanin-peer.ts'))
+  await Promise.all(peers.map(async (peer) => await peer.call('openProducer', name)))
+  const sent = peers.map(async (peer, id) => await peer.call('sendMany', id, 0, COUNT))
+  const next = new Array<number>(PRODUCERS).fill(0)
+  let wrong = 0
+  for (let n = 0; n < PRODUCERS * COUNT; n++) {
+    const [id, seq] = parse(t, await consumer.receive({ timeout: 30_000 }))
+    if (id >= PRODUCERS || seq !== next[id]) wrong++
+    else next[id]++
+  }
+  t.equal(wrong, 0, 'no message out of its producer\'s order, duplicated or from nowhere')
+  t.same(next, new Array(PRODUCERS).fill(COUNT), 'every message of every producer')
+  t.same(await Promise.all(sent), new Array(PRODUCERS).fill(COUNT))
+  t.equal(consumer.tryReceive(), undefined, 'nothing more')
+  t.equal(consumer.skipped, 0)
+})
+
+t.test('a producer SIGKILLed between claim and commit is skipped once it is dead, and counted; the others carry on', async (t) => {
+  const name = freshName(t)
+  const consumer = closeAtEnd(t, FanInConsumer.open<Uint8Array>(name, { codec: 'bytes', capacity: 4096, peerCheckInterval: 50 }))
+  const writer = new Peer(t, 'fanin-peer.ts')
+  const hanging = new Peer(t, 'fanin-peer.ts')
+  await writer.call('openProducer', name)
+  await writer.call('sendMany', 1, 0, 10)
+  const claimed = hanging.call('claimAndHang', name, 100)
+  claimed.catch(() => {})
+  t.equal(await hanging.event('claimed'), 10 * 24, 'claimed right after the first ten messages')
+  // These queue behind the claim; more than the ring holds, so the writer waits for room too.
+  const rest = writer.call('sendMany', 1, 10, 500)
+  for (let seq = 0; seq < 10; seq++) t.same(parse(t, await consumer.receive({ timeout: 10_000 })), [1, seq])
+  t.equal(consumer.tryReceive(), undefined, 'nothing readable while the claimant lives')
+  await hanging.kill()
+  for (let seq = 10; seq < 510; seq++) {
+    const [id, got] = parse(t, await consumer.receive({ timeout: 10_000 }))
+    if (id !== 1 || got !== seq) {
+      t.fail(`expected message ${seq}, got ${id}/${got}`)
+      break
+    }
+  }
+  t.equal(await rest, 500)
+  t.equal(consumer.skipped, 1, 'one claim skipped')
+  const header = new Int32Array(closeAtEnd(t, Region.open(name, { readOnly: true })).buffer)
+  t.equal(header[word(L.CLAIMS_SKIPPED_OFFSET)], 1, 'and counted in the header for the inspector')
+})
+
+t.test('maxProducers is a hard limit: one more is refused with ERR_TOO_MANY_ENDS; a closed entry is reused', async (t) => {
+  const name = freshName(t)
+  const consumer = closeAtEnd(t, FanInConsumer.open(name, { maxProducers: 2 }))
+  const a = FanInProducer.open(name)
+  const b = closeAtEnd(t, FanInProducer.open(name))
+  t.throws(() => FanInProducer.open(name), { code: 'ERR_TOO_MANY_ENDS' })
+  t.throws(() => FanInConsumer.open(name), { code: 'ERR_END_TAKEN' }, 'one consumer')
+  a.close()
+  const c = closeAtEnd(t, FanInProducer.open(name))
+  t.equal(c.index, a.index, 'the closed entry')
+  await c.send({ from: 'c' })
+  await b.send({ from: 'b' })
+  t.same(await consumer.receive(), { from: 'c' })
+  t.same(await consumer.receive(), { from: 'b' })
+  t.throws(() => FanInProducer.open(name, { maxProducers: 0 }), { code: 'ERR_OUT_OF_RANGE' })
+})
+
+t.test('messages of every size wrap around a small ring intact (padding records), in one process', async (t) => {
+  const name = freshName(t)
+  const prng = new Prng(0x15)
+  const consumer = closeAtEnd(t, FanInConsumer.open<Uint8Array>(name, { codec: 'bytes', capacity: 4096 }))
+  const producers = [closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' })), closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' }))]
+  t.throws(() => producers[0].trySend(Buffer.alloc(4096 / 4 - 7)), { code: 'ERR_MESSAGE_TOO_LARGE' })
+  const expected: Buffer[] = []
+  let bad = 0
+  for (let round = 0; round < 3000; round++) {
+    const m = Buffer.alloc(prng.int(4096 / 4 - 7))
+    for (let i = 0; i < m.length; i++) m[i] = prng.u32() & 0xff
+    if (producers[round & 1].trySend(m)) expected.push(m)
+    if (expected.length > 0 && prng.chance(0.6)) {
+      const got = consumer.tryReceive()
+      if (got === undefined || !Buffer.from(got).equals(expected.shift() as Buffer)) bad++
+    }
+  }
+  for (const m of expected) if (!Buffer.from(consumer.receiveSync({ timeout: 1000 })).equals(m)) bad++
+  t.equal(bad, 0, `every message intact and in order (seed ${prng.seed})`)
+})
+
+t.test('close and death: sends fail with ERR_CHANNEL_CLOSED after the consumer closed, waits with ERR_PEER_DEAD after it died', async (t) => {
+  const name = freshName(t)
+  const consumer = FanInConsumer.open(name)
+  const producer = closeAtEnd(t, FanInProducer.open(name))
+  consumer.close()
+  await t.rejects(producer.send(1), { code: 'ERR_CHANNEL_CLOSED' })
+  t.throws(() => producer.trySend(1), { code: 'ERR_CHANNEL_CLOSED' })
+
+  const other = freshName(t)
+  const peer = new Peer(t, 'fanin-peer.ts')
+  await peer.call('openConsumer', other)
+  const p = closeAtEnd(t, FanInProducer.open<Uint8Array>(other, { codec: 'bytes', peerCheckInterval: 50 }))
+  while (p.trySend(Buffer.alloc(1000))) { /* fill the ring */ }
+  const rejected = t.rejects(p.send(Buffer.alloc(1000)), { code: 'ERR_PEER_DEAD' })
+  await peer.kill()
+  await rejected
+
+  const consumer2 = FanInConsumer.open(freshName(t))
+  const pending = consumer2.receive()
+  consumer2.close()
+  await t.rejects(pending, { code: 'ERR_CHANNEL_CLOSED' })
+})
+
+t.test('hostile and corrupt segments are refused with ERR_INVALID_SEGMENT, no crash, no hang', async (t) => {
+  const name = freshName(t)
+  const capacity = 4096
+  const region = closeAtEnd(t, Region.create(name, L.segmentSize(capacity, 16)))
+  const h = new Int32Array(region.buffer)
+  h[1] = 1 << 16
+  h[2] = L.HEADER_SIZE
+  h[word(L.CAPACITY_OFFSET)] = 5000
+  h[word(L.MAX_PRODUCERS_OFFSET)] = 16
+  Atomics.store(h, 0, L.MAGIC)
+  t.throws(() => FanInConsumer.open(name), { code: 'ERR_INVALID_SEGMENT' }, 'capacity not a power of two')
+  h[word(L.CAPACITY_OFFSET)] = 1 << 20
+  t.throws(() => FanInProducer.open(name), { code: 'ERR_INVALID_SEGMENT' }, 'capacity past the end of the object')
+  h[word(L.CAPACITY_OFFSET)] = capacity
+  h[word(L.MAX_PRODUCERS_OFFSET)] = 100000
+  t.throws(() => FanInConsumer.open(name), { code: 'ERR_INVALID_SEGMENT' }, 'max producers out of range')
+  h[word(L.MAX_PRODUCERS_OFFSET)] = 16
+  h[word(L.TAIL_OFFSET)] = 8192
+  t.throws(() => FanInConsumer.open(name), { code: 'ERR_INVALID_SEGMENT' }, 'tail further ahead than the ring')
+  h[word(L.TAIL_OFFSET)] = 64
+  const consumer = closeAtEnd(t, FanInConsumer.open(name))
+  // A committed record claiming more than the tail holds.
+  h[L.ringOffset(16) >>> 2] = (L.COMMITTED | 1000) | 0
+  h[(L.ringOffset(16) >>> 2) + 1] = L.TYPE_DATA
+  t.throws(() => consumer.tryReceive(), { code: 'ERR_INVALID_SEGMENT' }, 'a record past the tail')
+  h[(L.ringOffset(16) >>> 2) + 1] = 7
+  h[L.ringOffset(16) >>> 2] = (L.COMMITTED | 8) | 0
+  t.throws(() => consumer.tryReceive(), { code: 'ERR_INVALID_SEGMENT' }, 'an unknown record type')
+})
+
+leavesNothingInDevShm(t)
