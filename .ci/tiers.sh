@@ -16,8 +16,15 @@ DEFAULT_TIER_FULL_NODE=24
 # hostile segments, restarts and takeovers, reconnecting clients, the
 # inspector): what differs between Nodes is the addon's build, its Node-API
 # and V8 surface, garbage collection, timers and microtasks, and worker
-# threads, and every file that touches those runs on every Node.
+# threads, and every file that touches those runs on every Node. The same
+# holds for the key-value store, fan-in, topics and the C interop tests,
+# which build on the channel's native calls (events, which add a use of the
+# asynchronous wait, run everywhere).
 ONCE_ONLY=(
+  test/kv/*.test.ts
+  test/fanin/*.test.ts
+  test/pubsub/*.test.ts
+  test/interop/*.test.ts
   test/channel/crash.peer-death.test.ts
   test/channel/crash.in-flight.test.ts
   test/channel/backpressure.test.ts

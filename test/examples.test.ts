@@ -4,23 +4,14 @@
  * to dist/), with small counts so it finishes in seconds. Each must exit 0,
  * print its key lines, and leave nothing in /dev/shm.
  */
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 
-const root = path.join(__dirname, '..')
+import { ensureCompiled } from './support/dist'
 
-/** Compiles lib/ to dist/ when dist is missing or older than a source: the examples run the compiled package. */
-function ensureCompiled (): void {
-  const built = path.join(root, 'dist', 'index.js')
-  const builtAt = fs.existsSync(built) ? fs.statSync(built).mtimeMs : 0
-  const lib = path.join(root, 'lib')
-  const newest = Math.max(...fs.readdirSync(lib).filter((f) => f.endsWith('.ts')).map((f) => fs.statSync(path.join(lib, f)).mtimeMs))
-  if (newest > builtAt) {
-    execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')], { cwd: root, stdio: 'inherit' })
-  }
-}
+const root = path.join(__dirname, '..')
 
 interface Run {
   code: number | null
@@ -85,4 +76,29 @@ t.test('examples/producer-consumer: a stream in order, then round trips', async 
   t.match(run.stdout, /^consumer received 100,000 messages in order: true$/m)
   t.match(run.stdout, /round trip p50 [\d.]+ µs, p99 [\d.]+ µs, p99\.9 [\d.]+ µs$/m)
   t.same(leftovers(`demo-${run.pid}-`), [])
+})
+
+t.test('examples/kv-config: every increment counted, every configuration change heard by the watcher', async (t) => {
+  const run = await runExample('kv-config', ['--workers', '2', '--increments', '500'])
+  t.same({ code: run.code, signal: run.signal }, { code: 0, signal: null }, run.stderr)
+  t.match(run.stdout, 'total 1000 of 1000 increments')
+  t.match(run.stdout, 'watcher: config/greeting = "bonjour"')
+  t.match(run.stdout, 'watcher: config/batchSize = 250')
+})
+
+t.test('examples/pubsub: every subscriber gets every tick, in order', async (t) => {
+  const run = await runExample('pubsub', ['--subscribers', '2', '--ticks', '20000'])
+  t.same({ code: run.code, signal: run.signal }, { code: 0, signal: null }, run.stderr)
+  t.match(run.stdout, /^subscriber 0: 20,000 ticks, in order: true$/m)
+  t.match(run.stdout, /^subscriber 1: 20,000 ticks, in order: true$/m)
+  t.match(run.stdout, /^published 20,000 ticks once to 2 subscribers: [\d.]+ M deliveries\/s$/m)
+  t.same(leftovers(`prices-${run.pid}`), [])
+})
+
+t.test('examples/fan-in: the reports of every worker collected, each in order', async (t) => {
+  const run = await runExample('fan-in', ['--workers', '3', '--reports', '20000'])
+  t.same({ code: run.code, signal: run.signal }, { code: 0, signal: null }, run.stderr)
+  t.match(run.stdout, /^collected 60,000 reports from 3 workers, each in order: true$/m)
+  t.match(run.stdout, /claims skipped: 0$/m)
+  t.same(leftovers(`reports-${run.pid}`), [])
 })

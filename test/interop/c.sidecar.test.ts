@@ -4,18 +4,17 @@
  * through two channels; the sidecar exits 0 once the client closes, and
  * nothing is left in /dev/shm.
  */
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import path from 'node:path'
 import t from 'tap'
 
+import { ensureCompiled } from '../support/dist'
+
 const root = path.join(__dirname, '..', '..')
 
 t.test('a Node client gets its answers from the C sidecar, which exits once the client closes', async (t) => {
-  // The example imports 'shm-channel', which resolves to dist/ (npm ci builds it).
-  if (!fs.existsSync(path.join(root, 'dist', 'index.js'))) {
-    execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(root, 'tsconfig.json')], { cwd: root, stdio: 'inherit' })
-  }
+  ensureCompiled()
   const child = spawn(process.execPath, [path.join(root, 'examples', 'c-sidecar', 'main.mjs'), '--requests', '2000'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   let stdout = ''
