@@ -16,6 +16,7 @@ import { word } from '../segment/words'
 import * as L from './layout'
 import { FanInRing, FanInWriter } from './ring'
 import { checkFanIn, openFanIn, unlinkIfLast, type FanInSegmentOptions } from './segment'
+import { Turns } from '../segment/turns'
 
 export interface FanInOptions<T> extends FanInSegmentOptions, WaitSettingsOptions {
   /** How values become bytes: 'json' (default), 'structured', 'utf8', 'bytes', or your own codec. */
@@ -45,8 +46,7 @@ export class FanInProducer<T = unknown> {
   readonly #name: string
   #needed = 0
   /** Sends waiting for room, in order: a later send never overtakes them. */
-  #queue: Promise<void> = Promise.resolve()
-  #pending = 0
+  readonly #turns = new Turns()
   #closed = false
 
   private constructor (region: Region, index: number, name: string, options: FanInOptions<T>) {
@@ -97,7 +97,7 @@ export class FanInProducer<T = unknown> {
   /** Writes `value` now if there is room; false if not (nothing written). */
   trySend (value: T): boolean {
     this.#checkWritable()
-    if (this.#pending > 0) return false
+    if (this.#turns.waiting > 0) return false
     return this.#tryWrite(this.#encode(value))
   }
 
@@ -105,24 +105,17 @@ export class FanInProducer<T = unknown> {
   async send (value: T, options: FanInSendOptions = {}): Promise<void> {
     this.#checkWritable()
     const payload = this.#encode(value)
-    if (this.#pending === 0 && this.#tryWrite(payload)) return
+    if (this.#turns.waiting === 0 && this.#tryWrite(payload)) return
     const timeout = checkTimeout('timeout', options.timeout)
-    this.#pending++
-    const turn = this.#queue.then(async () => { await this.#waitAndWrite(payload, timeout, options.signal) })
-    this.#queue = turn.catch(() => {})
-    try {
-      await turn
-    } finally {
-      this.#pending--
-    }
+    await this.#turns.take(async () => { await this.#waitAndWrite(payload, timeout, options.signal) })
   }
 
   /** Writes `value`, blocking the thread until there is room. */
   sendSync (value: T, options: { timeout?: number } = {}): void {
     this.#checkWritable()
     const payload = this.#encode(value)
-    if (this.#pending === 0 && this.#tryWrite(payload)) return
-    if (this.#pending > 0) throw new ShmChannelError('ERR_BUSY', 'sendSync while asynchronous sends wait for room')
+    if (this.#turns.waiting === 0 && this.#tryWrite(payload)) return
+    if (this.#turns.waiting > 0) throw new ShmChannelError('ERR_BUSY', 'sendSync while asynchronous sends wait for room')
     const timeout = checkTimeout('timeout', options.timeout)
     for (;;) {
       this.#needed = payload.length

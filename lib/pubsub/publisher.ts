@@ -15,6 +15,7 @@ import { word } from '../segment/words'
 import * as L from './layout'
 import { TAIL, TopicRing, TopicWriter } from './ring'
 import { checkTopic, freeSubscriber, openTopic, unlinkIfLast, type TopicPolicy, type TopicSegmentOptions } from './segment'
+import { Turns } from '../segment/turns'
 
 export interface TopicOptions<T> extends TopicSegmentOptions, WaitSettingsOptions {
   /** How values become bytes: 'json' (default), 'structured', 'utf8', 'bytes', 'msgpack', or your own codec. */
@@ -43,8 +44,7 @@ export class Publisher<T = unknown> {
   readonly #name: string
   readonly #policy: TopicPolicy
   #need = 0
-  #queue: Promise<void> = Promise.resolve()
-  #pending = 0
+  readonly #turns = new Turns()
   #closed = false
 
   private constructor (region: Region, name: string, options: TopicOptions<T>) {
@@ -95,7 +95,7 @@ export class Publisher<T = unknown> {
   /** Publishes `value` now if it may ('overwrite': always); false if the slowest subscriber has no room for it ('block'). */
   tryPublish (value: T): boolean {
     this.#assertOpen()
-    if (this.#pending > 0) return false
+    if (this.#turns.waiting > 0) return false
     return this.#tryWrite(this.#encode(value))
   }
 
@@ -103,24 +103,17 @@ export class Publisher<T = unknown> {
   async publish (value: T, options: PublishOptions = {}): Promise<void> {
     this.#assertOpen()
     const payload = this.#encode(value)
-    if (this.#pending === 0 && this.#tryWrite(payload)) return
+    if (this.#turns.waiting === 0 && this.#tryWrite(payload)) return
     const timeout = checkTimeout('timeout', options.timeout)
-    this.#pending++
-    const turn = this.#queue.then(async () => { await this.#waitAndWrite(payload, timeout, options.signal) })
-    this.#queue = turn.catch(() => {})
-    try {
-      await turn
-    } finally {
-      this.#pending--
-    }
+    await this.#turns.take(async () => { await this.#waitAndWrite(payload, timeout, options.signal) })
   }
 
   /** Publishes `value`, blocking the thread while the slowest live subscriber has no room (under 'block'). */
   publishSync (value: T, options: { timeout?: number } = {}): void {
     this.#assertOpen()
     const payload = this.#encode(value)
-    if (this.#pending === 0 && this.#tryWrite(payload)) return
-    if (this.#pending > 0) throw new ShmChannelError('ERR_BUSY', 'publishSync while asynchronous publishes wait for room')
+    if (this.#turns.waiting === 0 && this.#tryWrite(payload)) return
+    if (this.#turns.waiting > 0) throw new ShmChannelError('ERR_BUSY', 'publishSync while asynchronous publishes wait for room')
     const timeout = checkTimeout('timeout', options.timeout)
     const deadline = performance.now() + timeout
     for (;;) {
