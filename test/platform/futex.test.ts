@@ -218,14 +218,20 @@ t.test('waiting asynchronously costs neither the event loop nor CPU', async (t) 
     t.ok(ticks >= 10, `the interval fired ${ticks} times`)
   })
 
-  t.test('a process parked in a wait uses almost no CPU: waitAsync for 1 s, wait for 0.5 s', async (t) => {
+  t.test('a process parked in a wait uses almost no CPU: waitAsync for 1 s (twice), wait for 0.5 s', async (t) => {
     const peer = new Peer(t, 'futex-peer.ts')
     await peer.call('open', name)
-    // A busy wait would use about as much CPU as the time it waits.
+    // A busy wait would use about as much CPU as the time it waits. The
+    // process's CPU time also counts V8's background threads, which in a
+    // freshly started process may still be compiling and collecting (seen:
+    // 64 ms during the first 1 s wait on Node 26), so the lower of two waits
+    // is held to the bound: a wait that burns CPU burns it in both.
     const bound = 50
-    const asynchronous = await peer.call<{ result: string, cpuMs: number }>('cpuWhileWaiting', 'async', 0, 1000)
-    t.equal(asynchronous.result, 'timed-out')
-    t.ok(asynchronous.cpuMs < bound, `waitAsync: ${asynchronous.cpuMs} ms of CPU, bound ${bound} ms`)
+    const waits = []
+    for (let i = 0; i < 2; i++) waits.push(await peer.call<{ result: string, cpuMs: number }>('cpuWhileWaiting', 'async', 0, 1000))
+    t.same(waits.map((w) => w.result), ['timed-out', 'timed-out'])
+    const least = Math.min(...waits.map((w) => w.cpuMs))
+    t.ok(least < bound, `waitAsync: ${waits.map((w) => w.cpuMs).join(' and ')} ms of CPU, the lower within the bound of ${bound} ms`)
     const synchronous = await peer.call<{ result: string, cpuMs: number }>('cpuWhileWaiting', 'sync', 0, 500)
     t.equal(synchronous.result, 'timed-out')
     t.ok(synchronous.cpuMs < bound, `wait: ${synchronous.cpuMs} ms of CPU, bound ${bound} ms`)
