@@ -191,8 +191,11 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   }
 
   #wakeProducers (): void {
-    // Loaded after the head's store (FanInReader#advance): a producer that parked before it is woken.
-    if (Atomics.load(this.#ring.h, PRODUCERS_PARKED) !== 0) wake(this.#ring.h, HEAD)
+    // Loaded after the head's store (FanInReader#flush): a producer that
+    // parked before it is woken. Taken down with the wake (producers'
+    // wakerClears): one system call per round of parking.
+    const h = this.#ring.h
+    if (Atomics.load(h, PRODUCERS_PARKED) !== 0 && Atomics.exchange(h, PRODUCERS_PARKED, 0) !== 0) wake(h, HEAD)
   }
 
   #unblock (): void {

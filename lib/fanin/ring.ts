@@ -11,8 +11,9 @@
  *      (no room, or it lost the race and tries again with a new t).
  *   2. A commit is the atomic store of the record's first word (COMMITTED |
  *      payload length), the last store of the claim (a wrapped claim's
- *      padding is committed after its record). A consumer that loads it
- *      non-zero sees the whole record.
+ *      padding is committed after its record; the padding after a message
+ *      shorter than its claim, before it). A consumer that loads it non-zero
+ *      sees the whole record. A claim given up is committed as padding.
  *   3. A consumer whose head record reads 0 while the tail is ahead looks
  *      for entries claiming the head. If one is held by a live process, the
  *      claim is under way: it waits. If all are dead, their producers died
@@ -109,7 +110,7 @@ export class FanInWriter {
     }
   }
 
-  /** Byte offset in the segment where the payload of the claim at `start` with `length` bytes goes. */
+  /** Byte offset in the segment where the payload of the claim at `start` for `length` bytes goes. */
   payloadOffset (start: number, length: number): number {
     const ring = this.#ring
     const index = start & ring.mask
@@ -117,24 +118,44 @@ export class FanInWriter {
     return ring.base + at + L.RECORD_HEADER_SIZE
   }
 
-  /** Commits the claim at `start` whose payload of `length` bytes is written. */
-  commit (start: number, length: number): void {
+  /**
+   * Commits the claim at `start`, made for `claimed` bytes, as a message of
+   * its first `length` bytes (written at payloadOffset). Room the message
+   * does not use becomes a padding record, committed before the message.
+   */
+  commit (start: number, claimed: number, length: number): void {
+    this.#finish(start, claimed, length, L.TYPE_DATA)
+    storeU64(this.#ring.h, this.#sent, ++this.#messages)
+  }
+
+  /** Gives up the claim at `start` made for `claimed` bytes: the consumer passes over it as padding. */
+  discard (start: number, claimed: number): void {
+    this.#finish(start, claimed, L.alignRecord(claimed) - L.RECORD_HEADER_SIZE, L.TYPE_PADDING)
+  }
+
+  #finish (start: number, claimed: number, length: number, type: number): void {
     const ring = this.#ring
     const h = ring.h
+    const producer = this.index << L.PRODUCER_SHIFT
     const index = start & ring.mask
-    const wrapped = index + L.alignRecord(length) > ring.capacity
+    const wrapped = index + L.alignRecord(claimed) > ring.capacity
     const at = wrapped ? ring.base : ring.base + index
+    const rest = L.alignRecord(claimed) - L.alignRecord(length)
+    if (rest > 0) {
+      const r = (at + L.alignRecord(length)) >>> 2
+      h[r + 1] = L.TYPE_PADDING | producer
+      Atomics.store(h, r, (L.COMMITTED | (rest - L.RECORD_HEADER_SIZE)) | 0)
+    }
     const w = at >>> 2
-    h[w + 1] = L.TYPE_DATA | (this.index << L.PRODUCER_SHIFT)
+    h[w + 1] = type | producer
     // The commit (step 2): the consumer that loads it sees the payload and type above.
     Atomics.store(h, w, (L.COMMITTED | length) | 0)
     if (wrapped) {
       const p = (ring.base + index) >>> 2
-      h[p + 1] = L.TYPE_PADDING | (this.index << L.PRODUCER_SHIFT)
+      h[p + 1] = L.TYPE_PADDING | producer
       Atomics.store(h, p, (L.COMMITTED | (ring.capacity - index - L.RECORD_HEADER_SIZE)) | 0)
     }
     Atomics.store(h, this.#claimLength, 0)
-    storeU64(h, this.#sent, ++this.#messages)
   }
 }
 

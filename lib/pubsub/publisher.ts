@@ -169,8 +169,11 @@ export class Publisher<T = unknown> {
     const writer = this.#writer
     if (!this.#ring.overwrite && !writer.hasRoom(writer.need(payload.length), () => this.#slowest())) return false
     writer.write(payload)
-    // Loaded after the tail's store: a subscriber that parked before it is woken.
-    if (Atomics.load(this.#ring.h, SUBSCRIBERS_PARKED) !== 0) wake(this.#ring.h, TAIL)
+    // Loaded after the tail's store: a subscriber that parked before it is
+    // woken. Taken down with the wake (subscribers' wakerClears): publishes
+    // that follow before the sleepers run make no system call.
+    const h = this.#ring.h
+    if (Atomics.load(h, SUBSCRIBERS_PARKED) !== 0 && Atomics.exchange(h, SUBSCRIBERS_PARKED, 0) !== 0) wake(h, TAIL)
     return true
   }
 

@@ -75,7 +75,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
     this.#spec = {
       header: this.#ring.h,
       parkedFlag: SUBSCRIBERS_PARKED,
-      parkedCounts: true,
+      wakerClears: true,
       waitWord: TAIL,
       strategy: settings.wait,
       spinMicros: settings.spinMicros,
@@ -213,8 +213,9 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
 
   #released (): void {
     const h = this.#ring.h
-    // Loaded after the cursor's store (TopicReader): a publisher that parked before it is woken.
-    if (Atomics.load(h, PUBLISHER_PARKED) !== 0) {
+    // Loaded after the cursor's store (TopicReader): a publisher that parked
+    // before it is woken, once: the subscriber that takes the flag down wakes it.
+    if (Atomics.load(h, PUBLISHER_PARKED) !== 0 && Atomics.exchange(h, PUBLISHER_PARKED, 0) !== 0) {
       Atomics.add(h, RELEASES, 1)
       wake(h, RELEASES)
     }
