@@ -2,9 +2,12 @@
 // messages into one fan-in consumer here, against one SPSC channel (one
 // producer process) and against a Unix socket server fed by the same
 // number of client processes. Same run, so the ratios are what to read.
+// Prints a table and the issue's targets, and writes
+// bench/results/fanin.json (fanin-quick.json with --quick).
 //
 //   node bench/fanin.mjs [--quick]
 import { fork } from 'node:child_process'
+import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -99,14 +102,30 @@ if (role === 'fanin-producer' || role === 'spsc-producer') {
 
   const count = quick ? 200_000 : 1_000_000
   const fmt = (r) => `${(r / 1e6).toFixed(2)} M/s`
-  console.log(`fan-in bench: ${process.platform} ${process.arch}, ${os.cpus().length} cores, Node ${process.version}${quick ? ' (quick)' : ''}, ${SIZE} B messages, ${count.toLocaleString()} per producer`)
+  const cpus = os.cpus()
+  const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, Linux ${os.release()}, Node ${process.version}`
+  const loadBefore = os.loadavg()
+  console.log(`fan-in bench: ${machine}${quick ? ' (quick)' : ''}, ${SIZE} B messages, ${count.toLocaleString()} per producer; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} at start`)
   console.log('the machine may be shared: read the ratios\n')
   const base = await spsc(count)
   console.log(`SPSC channel, 1 producer: ${fmt(base)}\n`)
-  console.log('producers  fan-in (agg)  vs SPSC   Unix socket server  fan-in/socket')
+  console.log('| producers | fan-in (aggregate) | vs SPSC | Unix socket server | fan-in / socket |')
+  console.log('|---:|---:|---:|---:|---:|')
+  const rows = []
   for (const producers of [1, 2, 4]) {
     const agg = await fanIn(producers, count)
     const sock = await socketServer(producers, count)
-    console.log(`${String(producers).padEnd(10)} ${fmt(agg).padEnd(13)} ${(agg / base * 100).toFixed(0).padStart(4)} %   ${fmt(sock).padEnd(19)} ${(agg / sock).toFixed(2)}x`)
+    rows.push({ producers, fanIn: agg, vsSpsc: agg / base, socket: sock, vsSocket: agg / sock })
+    console.log(`| ${producers} | ${fmt(agg)} | ${(agg / base * 100).toFixed(0)} % | ${fmt(sock)} | ${(agg / sock).toFixed(2)}x |`)
   }
+  const four = rows[rows.length - 1]
+  console.log(`\ntarget: 4 producers reach >= 60 % of the SPSC rate: ${(four.vsSpsc * 100).toFixed(0)} % ${four.vsSpsc >= 0.6 ? 'met' : 'MISSED'}`)
+  console.log(`target: 4 producers >= 5x a Unix socket server with 4 clients: ${four.vsSocket.toFixed(2)}x ${four.vsSocket >= 5 ? 'met' : 'MISSED'}`)
+  const loadAfter = os.loadavg()
+  console.log(`load average ${loadAfter.map((l) => l.toFixed(2)).join(' ')} at the end`)
+  const results = { machine, node: process.version, date: new Date().toISOString(), loadavg: { start: loadBefore, end: loadAfter }, quick, size: SIZE, perProducer: count, spsc: base, rows }
+  fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
+  const file = new URL(`./results/fanin${quick ? '-quick' : ''}.json`, import.meta.url)
+  fs.writeFileSync(`${file.pathname}.${process.pid}.tmp`, JSON.stringify(results, null, 2) + '\n')
+  fs.renameSync(`${file.pathname}.${process.pid}.tmp`, file.pathname)
 }

@@ -165,8 +165,8 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   /** Decodes and releases the head message; NONE if none is committed. */
   #take (): T | typeof NONE {
     const reader = this.#reader
-    let record = reader.peek()
-    if (record === null) {
+    let start = reader.peek()
+    if (start === -1) {
       // Nothing to read: give producers the room read so far before anything waits.
       if (reader.flush()) this.#wakeProducers()
       // A claim whose producer died is looked for once per peerCheckInterval
@@ -175,13 +175,14 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
       if (now < this.#nextUnblock) return NONE
       this.#nextUnblock = now + this.#peerCheckInterval
       this.#unblock()
-      record = reader.peek()
-      if (record === null) return NONE
+      start = reader.peek()
+      if (start === -1) return NONE
     }
+    const end = reader.end
     const bytes = this.#ring.bytes
     let value: T
     try {
-      value = this.#codec.decodeRange !== undefined ? this.#codec.decodeRange(bytes, record.start, record.end) : this.#codec.decode(bytes.subarray(record.start, record.end))
+      value = this.#codec.decodeRange !== undefined ? this.#codec.decodeRange(bytes, start, end) : this.#codec.decode(bytes.subarray(start, end))
     } catch (err) {
       if (reader.release()) this.#wakeProducers()
       throw new ShmChannelError('ERR_DECODE', `codec ${this.#codec.name} could not decode a message: ${(err as Error).message}`, { cause: err })

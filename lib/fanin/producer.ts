@@ -189,7 +189,7 @@ export class FanInProducer<T = unknown> {
 
   [Symbol.dispose] (): void { this.close() }
 
-  async #waitAndWrite (payload: Buffer, timeout: number, user: AbortSignal | undefined): Promise<void> {
+  async #waitAndWrite (payload: Uint8Array, timeout: number, user: AbortSignal | undefined): Promise<void> {
     const deadline = performance.now() + timeout
     const { signal, unlink } = user === undefined ? { signal: this.#closer.signal, unlink: () => {} } : linkSignals(this.#closer.signal, user)
     try {
@@ -207,11 +207,12 @@ export class FanInProducer<T = unknown> {
     }
   }
 
-  #encode (value: T): Buffer {
+  #encode (value: T): Uint8Array {
     const encoded = this.#codec.encode(value)
-    let payload: Buffer
+    let payload: Uint8Array
     if (typeof encoded === 'string') payload = Buffer.from(encoded, 'utf8')
-    else if (encoded instanceof Uint8Array) payload = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength)
+    // Copied into the ring as it is: no Buffer view made per message.
+    else if (encoded instanceof Uint8Array) payload = encoded
     else throw invalidReturn(`codec ${this.#codec.name}'s encode`, 'a string or a Uint8Array', encoded)
     if (!this.#writer.fits(payload.length)) {
       throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a message of ${payload.length} bytes is larger than this fan-in takes (${this.#ring.maxPayload}: a quarter of its capacity, less 8)`)
@@ -219,7 +220,7 @@ export class FanInProducer<T = unknown> {
     return payload
   }
 
-  #tryWrite (payload: Buffer): boolean {
+  #tryWrite (payload: Uint8Array): boolean {
     const writer = this.#writer
     const start = writer.claim(payload.length)
     if (start === -1) return false

@@ -169,6 +169,10 @@ export class FanInReader {
   head: number
   /** The head as last stored in the segment. */
   #published: number
+  /** The tail as last loaded: records below it need no new load of the line every producer writes. */
+  #tail: number
+  /** End (byte offset in the segment) of the payload peek() found. */
+  end = 0
   readonly #batch: number
   #received: number
   #skipped: number
@@ -178,6 +182,7 @@ export class FanInReader {
     this.#ring = ring
     this.head = Atomics.load(ring.h, HEAD) >>> 0
     this.#published = this.head
+    this.#tail = this.head
     this.#batch = ring.capacity / 16
     this.#received = loadU64(ring.h, word(L.MESSAGES_RECEIVED_OFFSET))
     this.#skipped = Atomics.load(ring.h, word(L.CLAIMS_SKIPPED_OFFSET)) >>> 0
@@ -195,21 +200,22 @@ export class FanInReader {
   }
 
   /**
-   * The next committed data record: [start, end) byte offsets of its payload
-   * in the segment, or null when the head record is not committed. Padding
-   * is passed over. Call release() once the payload is used.
+   * The next committed data record: the byte offset in the segment where
+   * its payload starts (it ends at `end`), or -1 when the head record is not
+   * committed. Padding is passed over. Call release() once the payload is used.
    */
-  peek (): { start: number, end: number } | null {
+  peek (): number {
     const ring = this.#ring
     const h = ring.h
     for (;;) {
       const index = this.head & ring.mask
       const first = Atomics.load(h, (ring.base + index) >>> 2)
-      if (first === 0) return null
+      if (first === 0) return -1
       const length = first & L.LENGTH_MASK
       const size = L.alignRecord(length)
       const type = h[((ring.base + index) >>> 2) + 1] & L.TYPE_MASK
-      if ((first & L.COMMITTED) === 0 || index + size > ring.capacity || size > ((Atomics.load(h, TAIL) - this.head) >>> 0) ||
+      if (size > ((this.#tail - this.head) >>> 0)) this.#tail = Atomics.load(h, TAIL) >>> 0
+      if ((first & L.COMMITTED) === 0 || index + size > ring.capacity || size > ((this.#tail - this.head) >>> 0) ||
           (type !== L.TYPE_DATA && type !== L.TYPE_PADDING) || (type === L.TYPE_DATA && length > ring.maxPayload)) {
         throw invalidSegment(FANIN, `record at position ${this.head} (word 0x${(first >>> 0).toString(16)}, type ${type}) is not a committed record that fits the ring`)
       }
@@ -218,7 +224,8 @@ export class FanInReader {
         continue
       }
       const start = ring.base + index + L.RECORD_HEADER_SIZE
-      return { start, end: start + length }
+      this.end = start + length
+      return start
     }
   }
 
@@ -272,6 +279,8 @@ export class FanInReader {
     const h = ring.h
     const head = this.head
     const tail = Atomics.load(h, TAIL) >>> 0
+    // Skipping moves the head up to this tail, not past it: peek's cached tail stays at or ahead of the head.
+    this.#tail = tail
     if (tail === head) return 'wait'
     const dead: Array<{ entry: number, length: number }> = []
     for (let i = 0; i < ring.maxProducers; i++) {
