@@ -6,7 +6,7 @@
 // Prints a table and the issue's targets, and writes
 // bench/results/pubsub.json (pubsub-quick.json with --quick).
 //
-//   node bench/pubsub.mjs [--quick]
+//   node bench/pubsub.mjs [--quick] [--count=N (64-byte messages; 4 KiB: N / 10)]
 import { fork } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -145,9 +145,10 @@ if (role === 'subscriber') {
   console.log('rates are messages per second; "delivered" sums the deliveries of every reader; the machine may be shared, read the ratios\n')
   console.log('| size | readers | topic delivered | per reader | SPSC x1 | per reader / SPSC | N SPSC delivered | topic / N SPSC | publisher: topic | publisher: N SPSC in turn | publisher topic / N SPSC |')
   console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  const countArg = process.argv.find((a) => a.startsWith('--count='))
   const rows = []
   for (const size of [64, 4096]) {
-    const count = (size === 64 ? 1_000_000 : 100_000) / (quick ? 5 : 1)
+    const count = countArg !== undefined ? Number(countArg.slice(8)) / (size === 64 ? 1 : 10) : (size === 64 ? 1_000_000 : 100_000) / (quick ? 5 : 1)
     const spsc = await channels(1, size, count)
     for (const readers of [1, 2, 4]) {
       const t = await topic(readers, size, count)
@@ -169,7 +170,7 @@ if (role === 'subscriber') {
       console.log(`| ${size} | ${readers} | ${fmt(row.topicDelivered)} | ${fmt(row.perReader)} | ${fmt(row.spsc)} | ${row.perReaderVsSpsc.toFixed(2)}x | ${fmt(row.separateDelivered)} | ${row.deliveredVsSeparate.toFixed(2)}x | ${fmt(row.topicPublishing)} | ${fmt(row.separatePublishing)} | ${row.publishingVsSeparate.toFixed(2)}x |`)
     }
   }
-  const trips = quick ? 5_000 : 50_000
+  const trips = countArg !== undefined ? Math.max(100, Number(countArg.slice(8)) / 20) : quick ? 5_000 : 50_000
   const viaTopic = await topicRoundTrips(trips)
   const viaChannel = await channelRoundTrips(trips)
   console.log(`\nround trip, 64 B, ${trips.toLocaleString()} times: topic with 4 subscribers (one echoes) p50 ${viaTopic.p50.toFixed(1)} µs, p99 ${viaTopic.p99.toFixed(1)} µs; one SPSC channel p50 ${viaChannel.p50.toFixed(1)} µs, p99 ${viaChannel.p99.toFixed(1)} µs`)
