@@ -28,7 +28,7 @@ if (role === 'fanin-producer' || role === 'spsc-producer' || role === 'spsc-batc
   process.send('ready')
   await new Promise((resolve) => process.once('message', resolve))
   const total = Number(count)
-  if (role === 'spsc-batch-producer') {
+  if (producer instanceof Producer && role === 'spsc-batch-producer') {
     for (let i = 0; i < total;) {
       producer.cork()
       for (let k = 0; k < 256 && i < total; k++, i++) {
