@@ -2,9 +2,16 @@
 // messages into one fan-in consumer here, against one SPSC channel (one
 // producer process) and against a Unix socket server fed by the same
 // number of client processes. Same run, so the ratios are what to read.
+// The consumer reads one message per call (receive), or in batches in place
+// (readEach); the SPSC reference does the same (its batch: cork(),
+// trySend x 256, uncork() / readEach). Fan-in producers send one message
+// per call either way.
+// Prints a table and the issue's targets, and writes
+// bench/results/fanin.json (fanin-quick.json with --quick).
 //
-//   node bench/fanin.mjs [--quick]
+//   node bench/fanin.mjs [--quick] [--count=N (messages per producer)]
 import { fork } from 'node:child_process'
+import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -14,13 +21,28 @@ const quick = process.argv.includes('--quick')
 const role = process.argv[2]
 const SIZE = 64
 
-if (role === 'fanin-producer' || role === 'spsc-producer') {
+if (role === 'fanin-producer' || role === 'spsc-producer' || role === 'spsc-batch-producer') {
   const [name, count] = process.argv.slice(3)
   const producer = role === 'fanin-producer' ? FanInProducer.open(name, { codec: 'bytes' }) : Producer.open(name, { codec: 'bytes', capacity: 1 << 22 })
   const message = Buffer.alloc(SIZE)
   process.send('ready')
   await new Promise((resolve) => process.once('message', resolve))
-  for (let i = 0; i < Number(count); i++) if (!producer.trySend(message)) producer.sendSync(message)
+  const total = Number(count)
+  if (producer instanceof Producer && role === 'spsc-batch-producer') {
+    for (let i = 0; i < total;) {
+      producer.cork()
+      for (let k = 0; k < 256 && i < total; k++, i++) {
+        if (!producer.trySend(message)) {
+          producer.uncork()
+          producer.sendSync(message)
+          producer.cork()
+        }
+      }
+      producer.uncork()
+    }
+  } else {
+    for (let i = 0; i < total; i++) if (!producer.trySend(message)) producer.sendSync(message)
+  }
   producer.close()
   process.disconnect()
 } else if (role === 'socket-client') {
@@ -43,35 +65,41 @@ if (role === 'fanin-producer' || role === 'spsc-producer') {
   }
   const spawn = (kind, args, n) => Array.from({ length: n }, () => fork(new URL(import.meta.url), [kind, ...args]))
 
-  async function fanIn (producers, count) {
-    const name = `bench-fanin-${process.pid}-${producers}`
+  const noop = () => {}
+
+  /** Reads `total` messages: one per call, or in batches in place. Returns messages per second from the first. */
+  function drain (consumer, total, batch) {
+    let t0 = 0
+    let n = 0
+    while (n < total) {
+      const got = batch ? consumer.readEach(noop) : 0
+      if (got === 0) {
+        consumer.tryReceive() ?? consumer.receiveSync()
+        n++
+      } else n += got
+      if (t0 === 0) t0 = performance.now()
+    }
+    return total / ((performance.now() - t0) / 1000)
+  }
+
+  async function fanIn (producers, count, batch) {
+    const name = `bench-fanin-${process.pid}-${producers}-${batch ? 'batch' : 'one'}`
     const consumer = FanInConsumer.open(name, { codec: 'bytes', capacity: 1 << 22, maxProducers: producers })
     const kids = spawn('fanin-producer', [name, String(count)], producers)
     await start(kids)
-    const total = producers * count
-    let t0 = 0
-    for (let n = 0; n < total; n++) {
-      consumer.tryReceive() ?? consumer.receiveSync()
-      if (n === 0) t0 = performance.now()
-    }
-    const ms = performance.now() - t0
+    const rate = drain(consumer, producers * count, batch)
     consumer.close()
-    return total / (ms / 1000)
+    return rate
   }
 
-  async function spsc (count) {
-    const name = `bench-fanin-spsc-${process.pid}`
+  async function spsc (count, batch) {
+    const name = `bench-fanin-spsc-${process.pid}-${batch ? 'batch' : 'one'}`
     const consumer = Consumer.open(name, { codec: 'bytes', capacity: 1 << 22 })
-    const kids = spawn('spsc-producer', [name, String(count)], 1)
+    const kids = spawn(batch ? 'spsc-batch-producer' : 'spsc-producer', [name, String(count)], 1)
     await start(kids)
-    let t0 = 0
-    for (let n = 0; n < count; n++) {
-      consumer.tryReceive() ?? consumer.receiveSync()
-      if (n === 0) t0 = performance.now()
-    }
-    const ms = performance.now() - t0
+    const rate = drain(consumer, count, batch)
     consumer.close()
-    return count / (ms / 1000)
+    return rate
   }
 
   async function socketServer (clients, count) {
@@ -97,16 +125,36 @@ if (role === 'fanin-producer' || role === 'spsc-producer') {
     return total / (ms / 1000)
   }
 
-  const count = quick ? 200_000 : 1_000_000
+  const countArg = process.argv.find((a) => a.startsWith('--count='))
+  const count = countArg !== undefined ? Number(countArg.slice(8)) : quick ? 200_000 : 1_000_000
   const fmt = (r) => `${(r / 1e6).toFixed(2)} M/s`
-  console.log(`fan-in bench: ${process.platform} ${process.arch}, ${os.cpus().length} cores, Node ${process.version}${quick ? ' (quick)' : ''}, ${SIZE} B messages, ${count.toLocaleString()} per producer`)
+  const cpus = os.cpus()
+  const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, Linux ${os.release()}, Node ${process.version}`
+  const loadBefore = os.loadavg()
+  console.log(`fan-in bench: ${machine}${quick ? ' (quick)' : ''}, ${SIZE} B messages, ${count.toLocaleString()} per producer; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} at start`)
   console.log('the machine may be shared: read the ratios\n')
-  const base = await spsc(count)
-  console.log(`SPSC channel, 1 producer: ${fmt(base)}\n`)
-  console.log('producers  fan-in (agg)  vs SPSC   Unix socket server  fan-in/socket')
+  const base = await spsc(count, false)
+  const baseBatch = await spsc(count, true)
+  console.log(`SPSC channel, 1 producer: ${fmt(base)} one message per call; ${fmt(baseBatch)} in batches (cork/trySend x 256/uncork, readEach)\n`)
+  console.log('| producers | fan-in, receive | vs SPSC, receive | fan-in, readEach | vs SPSC batch | Unix socket server | fan-in (receive) / socket | fan-in (readEach) / socket |')
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|')
+  const rows = []
   for (const producers of [1, 2, 4]) {
-    const agg = await fanIn(producers, count)
+    const one = await fanIn(producers, count, false)
+    const batch = await fanIn(producers, count, true)
     const sock = await socketServer(producers, count)
-    console.log(`${String(producers).padEnd(10)} ${fmt(agg).padEnd(13)} ${(agg / base * 100).toFixed(0).padStart(4)} %   ${fmt(sock).padEnd(19)} ${(agg / sock).toFixed(2)}x`)
+    const row = { producers, fanIn: one, vsSpsc: one / base, fanInReadEach: batch, readEachVsSpscBatch: batch / baseBatch, socket: sock, vsSocket: one / sock, readEachVsSocket: batch / sock }
+    rows.push(row)
+    console.log(`| ${producers} | ${fmt(one)} | ${(row.vsSpsc * 100).toFixed(0)} % | ${fmt(batch)} | ${(row.readEachVsSpscBatch * 100).toFixed(0)} % | ${fmt(sock)} | ${row.vsSocket.toFixed(2)}x | ${row.readEachVsSocket.toFixed(2)}x |`)
   }
+  const four = rows[rows.length - 1]
+  console.log(`\ntarget: 4 producers reach >= 60 % of the SPSC batch rate (consumer readEach): ${(four.readEachVsSpscBatch * 100).toFixed(0)} % ${four.readEachVsSpscBatch >= 0.6 ? 'met' : 'MISSED'}; one message per call on both: ${(four.vsSpsc * 100).toFixed(0)} %`)
+  console.log(`target: 4 producers >= 5x a Unix socket server with 4 clients: ${four.readEachVsSocket.toFixed(2)}x with readEach, ${four.vsSocket.toFixed(2)}x with receive ${four.readEachVsSocket >= 5 ? 'met' : 'MISSED'}`)
+  const loadAfter = os.loadavg()
+  console.log(`load average ${loadAfter.map((l) => l.toFixed(2)).join(' ')} at the end`)
+  const results = { machine, node: process.version, date: new Date().toISOString(), loadavg: { start: loadBefore, end: loadAfter }, quick, size: SIZE, perProducer: count, spsc: base, spscBatch: baseBatch, rows }
+  fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
+  const file = new URL(`./results/fanin${quick ? '-quick' : ''}.json`, import.meta.url)
+  fs.writeFileSync(`${file.pathname}.${process.pid}.tmp`, JSON.stringify(results, null, 2) + '\n')
+  fs.renameSync(`${file.pathname}.${process.pid}.tmp`, file.pathname)
 }

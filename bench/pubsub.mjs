@@ -3,9 +3,12 @@
 // the alternative the library had before topics: 4 separate SPSC channels,
 // each message written to all four one after another. All in one run: the
 // ratios are what to read, the absolute numbers depend on the machine.
+// Prints a table and the issue's targets, and writes
+// bench/results/pubsub.json (pubsub-quick.json with --quick).
 //
-//   node bench/pubsub.mjs [--quick]
+//   node bench/pubsub.mjs [--quick] [--count=N (64-byte messages; 4 KiB: N / 10)]
 import { fork } from 'node:child_process'
+import fs from 'node:fs'
 import os from 'node:os'
 import { Consumer, Producer, Publisher, Subscriber } from 'shm-channel'
 
@@ -75,9 +78,11 @@ if (role === 'subscriber') {
     const publisher = Publisher.open(name, { codec: 'bytes', policy: 'block', capacity: 1 << 22, maxSubscribers: subscribers })
     const done = await children('subscriber', new Array(subscribers).fill(name))
     const message = Buffer.alloc(size)
+    const t0 = performance.now()
     for (let i = 0; i < count; i++) if (!publisher.tryPublish(message)) publisher.publishSync(message)
+    const publishing = count / ((performance.now() - t0) / 1000)
     publisher.close()
-    return rate(await Promise.all(done), count)
+    return { agg: rate(await Promise.all(done), count), publishing }
   }
 
   async function channels (n, size, count) {
@@ -85,11 +90,13 @@ if (role === 'subscriber') {
     const producers = names.map((name) => Producer.open(name, { codec: 'bytes', capacity: 1 << 22 }))
     const done = await children('consumer', names)
     const message = Buffer.alloc(size)
+    const t0 = performance.now()
     for (let i = 0; i < count; i++) {
       for (const p of producers) if (!p.trySend(message)) p.sendSync(message)
     }
+    const publishing = count / ((performance.now() - t0) / 1000)
     for (const p of producers) p.close()
-    return rate(await Promise.all(done), count)
+    return { agg: rate(await Promise.all(done), count), publishing }
   }
 
   /** p50 and p99 of `count` round trips in microseconds: ping out through `send`, pong back on `${name}-pong`. */
@@ -131,23 +138,60 @@ if (role === 'subscriber') {
   }
 
   const fmt = (r) => `${(r / 1e6).toFixed(2)} M/s`
-  console.log(`pubsub bench: ${process.platform} ${process.arch}, ${os.cpus().length} cores, Node ${process.version}${quick ? ' (quick)' : ''}`)
-  console.log('rates are deliveries per second summed over readers; the machine may be shared, read the ratios\n')
-  console.log('size   readers  topic (agg)   per reader   SPSC x1      per-reader/SPSC   N SPSC written in turn   topic/N SPSC')
+  const cpus = os.cpus()
+  const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, Linux ${os.release()}, Node ${process.version}`
+  const loadBefore = os.loadavg()
+  console.log(`pubsub bench: ${machine}${quick ? ' (quick)' : ''}; load average ${loadBefore.map((l) => l.toFixed(2)).join(' ')} at start`)
+  console.log('rates are messages per second; "delivered" sums the deliveries of every reader; the machine may be shared, read the ratios\n')
+  console.log('| size | readers | topic delivered | per reader | SPSC x1 | per reader / SPSC | N SPSC delivered | topic / N SPSC | publisher: topic | publisher: N SPSC in turn | publisher topic / N SPSC |')
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  const countArg = process.argv.find((a) => a.startsWith('--count='))
+  const rows = []
   for (const size of [64, 4096]) {
-    const count = (size === 64 ? 1_000_000 : 100_000) / (quick ? 5 : 1)
+    const count = countArg !== undefined ? Number(countArg.slice(8)) / (size === 64 ? 1 : 10) : (size === 64 ? 1_000_000 : 100_000) / (quick ? 5 : 1)
     const spsc = await channels(1, size, count)
     for (const readers of [1, 2, 4]) {
-      const agg = await topic(readers, size, count)
+      const t = await topic(readers, size, count)
       const separate = readers === 1 ? spsc : await channels(readers, size, count)
-      console.log([
-        String(size).padEnd(6), String(readers).padEnd(8), fmt(agg).padEnd(13), fmt(agg / readers).padEnd(12), fmt(spsc).padEnd(12),
-        `${(agg / readers / spsc).toFixed(2)}x`.padEnd(17), fmt(separate).padEnd(24), `${(agg / separate).toFixed(2)}x`
-      ].join(' '))
+      const row = {
+        size,
+        readers,
+        topicDelivered: t.agg,
+        perReader: t.agg / readers,
+        spsc: spsc.agg,
+        perReaderVsSpsc: t.agg / readers / spsc.agg,
+        separateDelivered: separate.agg,
+        deliveredVsSeparate: t.agg / separate.agg,
+        topicPublishing: t.publishing,
+        separatePublishing: separate.publishing,
+        publishingVsSeparate: t.publishing / separate.publishing
+      }
+      rows.push(row)
+      console.log(`| ${size} | ${readers} | ${fmt(row.topicDelivered)} | ${fmt(row.perReader)} | ${fmt(row.spsc)} | ${row.perReaderVsSpsc.toFixed(2)}x | ${fmt(row.separateDelivered)} | ${row.deliveredVsSeparate.toFixed(2)}x | ${fmt(row.topicPublishing)} | ${fmt(row.separatePublishing)} | ${row.publishingVsSeparate.toFixed(2)}x |`)
     }
   }
-  const trips = quick ? 5_000 : 50_000
+  const trips = countArg !== undefined ? Math.max(100, Number(countArg.slice(8)) / 20) : quick ? 5_000 : 50_000
   const viaTopic = await topicRoundTrips(trips)
   const viaChannel = await channelRoundTrips(trips)
   console.log(`\nround trip, 64 B, ${trips.toLocaleString()} times: topic with 4 subscribers (one echoes) p50 ${viaTopic.p50.toFixed(1)} µs, p99 ${viaTopic.p99.toFixed(1)} µs; one SPSC channel p50 ${viaChannel.p50.toFixed(1)} µs, p99 ${viaChannel.p99.toFixed(1)} µs`)
+  const four = rows.filter((r) => r.readers === 4)
+  for (const r of four) {
+    const met = r.deliveredVsSeparate >= 2.5
+    console.log(`target: ${r.size} B, 4 subscribers deliver >= 2.5x of 4 separate SPSC channels: ${r.deliveredVsSeparate.toFixed(2)}x ${met ? 'met' : 'MISSED'}`)
+  }
+  const loadAfter = os.loadavg()
+  console.log(`load average ${loadAfter.map((l) => l.toFixed(2)).join(' ')} at the end`)
+  const results = {
+    machine,
+    node: process.version,
+    date: new Date().toISOString(),
+    loadavg: { start: loadBefore, end: loadAfter },
+    quick,
+    rows,
+    roundTrip: { count: trips, topic4: viaTopic, spsc: viaChannel }
+  }
+  fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
+  const file = new URL(`./results/pubsub${quick ? '-quick' : ''}.json`, import.meta.url)
+  fs.writeFileSync(`${file.pathname}.${process.pid}.tmp`, JSON.stringify(results, null, 2) + '\n')
+  fs.renameSync(`${file.pathname}.${process.pid}.tmp`, file.pathname)
 }

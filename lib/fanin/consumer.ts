@@ -4,8 +4,8 @@
  * before committing them.
  */
 import { resolveCodec, type Codec } from '../codecs'
-import { ShmChannelError } from '../errors'
-import { checkTimeout } from '../options'
+import { ShmChannelError, invalidType } from '../errors'
+import { checkInteger, checkTimeout } from '../options'
 import { wake } from '../platform/futex'
 import { checkName, type Region } from '../platform/region'
 import { closeEnd } from '../segment/ends'
@@ -94,6 +94,45 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
     return value === NONE ? undefined : value
   }
 
+  /**
+   * Zero-allocation batch read: calls `onMessage(bytes, start, end)` for each
+   * message committed now (at most `max`), in claim order, the message
+   * being bytes[start, end). `bytes` is the ring itself, valid only during
+   * the call: copy what you keep. The room read is handed back to the
+   * producers once, at the end. Returns the number of messages; 0 when none
+   * is committed at the head (then receive() or receiveSync() waits for the
+   * next). The codec is not involved. If onMessage throws, the messages up
+   * to and including that one count as read and the error propagates.
+   */
+  readEach (onMessage: (bytes: Buffer, start: number, end: number) => void, max = Infinity): number {
+    this.#assertOpen()
+    if (typeof onMessage !== 'function') throw invalidType('onMessage', 'a function', onMessage)
+    if (max !== Infinity) checkInteger('max', max, 1, Number.MAX_SAFE_INTEGER)
+    const reader = this.#reader
+    const bytes = this.#ring.bytes
+    let n = 0
+    let moved = false
+    try {
+      while (n < max) {
+        let start = reader.peek()
+        if (start === -1) {
+          if (n > 0 || !this.#mayUnblock()) break
+          start = reader.peek()
+          if (start === -1) break
+        }
+        n++
+        try {
+          onMessage(bytes, start, reader.end)
+        } finally {
+          if (reader.release()) moved = true
+        }
+      }
+    } finally {
+      if (reader.flush() || moved) this.#wakeProducers()
+    }
+    return n
+  }
+
   /** The next message, waiting for one. */
   async receive (options: FanInReceiveOptions = {}): Promise<T> {
     this.#assertOpen()
@@ -165,23 +204,19 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   /** Decodes and releases the head message; NONE if none is committed. */
   #take (): T | typeof NONE {
     const reader = this.#reader
-    let record = reader.peek()
-    if (record === null) {
+    let start = reader.peek()
+    if (start === -1) {
       // Nothing to read: give producers the room read so far before anything waits.
       if (reader.flush()) this.#wakeProducers()
-      // A claim whose producer died is looked for once per peerCheckInterval
-      // (liveness reads /proc): calls that never wait skip it too.
-      const now = Date.now()
-      if (now < this.#nextUnblock) return NONE
-      this.#nextUnblock = now + this.#peerCheckInterval
-      this.#unblock()
-      record = reader.peek()
-      if (record === null) return NONE
+      if (!this.#mayUnblock()) return NONE
+      start = reader.peek()
+      if (start === -1) return NONE
     }
+    const end = reader.end
     const bytes = this.#ring.bytes
     let value: T
     try {
-      value = this.#codec.decodeRange !== undefined ? this.#codec.decodeRange(bytes, record.start, record.end) : this.#codec.decode(bytes.subarray(record.start, record.end))
+      value = this.#codec.decodeRange !== undefined ? this.#codec.decodeRange(bytes, start, end) : this.#codec.decode(bytes.subarray(start, end))
     } catch (err) {
       if (reader.release()) this.#wakeProducers()
       throw new ShmChannelError('ERR_DECODE', `codec ${this.#codec.name} could not decode a message: ${(err as Error).message}`, { cause: err })
@@ -190,9 +225,24 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
     return value
   }
 
+  /**
+   * A claim whose producer died is looked for once per peerCheckInterval
+   * (liveness reads /proc): calls that never wait skip it too. True if it was looked for now.
+   */
+  #mayUnblock (): boolean {
+    const now = Date.now()
+    if (now < this.#nextUnblock) return false
+    this.#nextUnblock = now + this.#peerCheckInterval
+    this.#unblock()
+    return true
+  }
+
   #wakeProducers (): void {
-    // Loaded after the head's store (FanInReader#advance): a producer that parked before it is woken.
-    if (Atomics.load(this.#ring.h, PRODUCERS_PARKED) !== 0) wake(this.#ring.h, HEAD)
+    // Loaded after the head's store (FanInReader#flush): a producer that
+    // parked before it is woken. Taken down with the wake (producers'
+    // wakerClears): one system call per round of parking.
+    const h = this.#ring.h
+    if (Atomics.load(h, PRODUCERS_PARKED) !== 0 && Atomics.exchange(h, PRODUCERS_PARKED, 0) !== 0) wake(h, HEAD)
   }
 
   #unblock (): void {

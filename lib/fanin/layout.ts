@@ -30,7 +30,8 @@
  *   |  consumer pid  |  consumer start time (u64) | consumer state  | 640  end slot (lib/segment/ends.ts)
  *   +---------------------------------------------------------------+
  *
- * Producer table at HEADER_SIZE: `max producers` entries of 32 bytes:
+ * Producer table at HEADER_SIZE: `max producers` entries of 128 bytes (a
+ * line each: every producer writes its own claim on every message):
  *
  *   |  pid  |  start time (u64)  |  state  |   0  end slot (lib/segment/ends.ts)
  *   |   claim start: tail position this producer claims or claimed     |  16
@@ -66,7 +67,7 @@ export const CONSUMER_END_OFFSET = 5 * LINE
 export const HEADER_SIZE = 6 * LINE
 
 // Producer table entries.
-export const PRODUCER_ENTRY_SIZE = 32
+export const PRODUCER_ENTRY_SIZE = LINE
 export const CLAIM_START = ends.END_SLOT_SIZE
 export const CLAIM_LENGTH = CLAIM_START + 4
 export const MESSAGES_SENT = CLAIM_LENGTH + 4
@@ -78,9 +79,9 @@ export function producerEntryOffset (index: number): number {
   return HEADER_SIZE + index * PRODUCER_ENTRY_SIZE
 }
 
-/** Where the ring starts: after the producer table, on a line of its own. */
+/** Where the ring starts: after the producer table. */
 export function ringOffset (maxProducers: number): number {
-  return HEADER_SIZE + Math.ceil((maxProducers * PRODUCER_ENTRY_SIZE) / LINE) * LINE
+  return HEADER_SIZE + maxProducers * PRODUCER_ENTRY_SIZE
 }
 
 export function segmentSize (capacity: number, maxProducers: number): number {

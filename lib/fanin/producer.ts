@@ -1,12 +1,12 @@
 /**
  * A producer of a fan-in: one of up to `maxProducers` processes (or
  * threads) writing into one ring that one consumer reads. `send` waits for
- * room, `trySend` never waits, `sendSync` blocks the thread. Each
- * producer's messages arrive in the order it sent them.
+ * room, `trySend` never waits, `sendSync` blocks the thread; claim/commit
+ * write in place. Each producer's messages arrive in the order it sent them.
  */
 import { resolveCodec, type Codec } from '../codecs'
 import { ShmChannelError, invalidReturn } from '../errors'
-import { checkTimeout } from '../options'
+import { checkInteger, checkTimeout } from '../options'
 import { wake } from '../platform/futex'
 import { checkName, type Region } from '../platform/region'
 import { closeEnd, endDead, readEnd, END_CLOSED, END_STATE } from '../segment/ends'
@@ -32,6 +32,7 @@ export interface FanInSendOptions {
 const CONSUMER_STATE = word(L.CONSUMER_END_OFFSET + END_STATE)
 const CONSUMER_PARKED = word(L.CONSUMER_PARKED_OFFSET)
 const PRODUCERS_PARKED = word(L.PRODUCERS_PARKED_OFFSET)
+const HEAD = word(L.HEAD_OFFSET)
 
 /** Producers dropped without close(): their entry is closed then. */
 const forgotten = new FinalizationRegistry<() => void>((close) => { close() })
@@ -47,6 +48,9 @@ export class FanInProducer<T = unknown> {
   #needed = 0
   /** Sends waiting for room, in order: a later send never overtakes them. */
   readonly #turns = new Turns()
+  /** The open claim (claim() until commit() or discard()): its start, and the bytes claimed; start -1 if none. */
+  #claimStart = -1
+  #claimed = 0
   #closed = false
 
   private constructor (region: Region, index: number, name: string, options: FanInOptions<T>) {
@@ -60,7 +64,7 @@ export class FanInProducer<T = unknown> {
     this.#spec = {
       header: h,
       parkedFlag: PRODUCERS_PARKED,
-      parkedCounts: true,
+      wakerClears: true,
       waitWord: word(L.HEAD_OFFSET),
       strategy: settings.wait,
       spinMicros: settings.spinMicros,
@@ -97,6 +101,7 @@ export class FanInProducer<T = unknown> {
   /** Writes `value` now if there is room; false if not (nothing written). */
   trySend (value: T): boolean {
     this.#checkWritable()
+    this.#checkNoClaim()
     if (this.#turns.waiting > 0) return false
     return this.#tryWrite(this.#encode(value))
   }
@@ -104,6 +109,7 @@ export class FanInProducer<T = unknown> {
   /** Writes `value`, waiting for room. Messages of one producer arrive in the order of their send calls. */
   async send (value: T, options: FanInSendOptions = {}): Promise<void> {
     this.#checkWritable()
+    this.#checkNoClaim()
     const payload = this.#encode(value)
     if (this.#turns.waiting === 0 && this.#tryWrite(payload)) return
     const timeout = checkTimeout('timeout', options.timeout)
@@ -113,6 +119,7 @@ export class FanInProducer<T = unknown> {
   /** Writes `value`, blocking the thread until there is room. */
   sendSync (value: T, options: { timeout?: number } = {}): void {
     this.#checkWritable()
+    this.#checkNoClaim()
     const payload = this.#encode(value)
     if (this.#turns.waiting === 0 && this.#tryWrite(payload)) return
     if (this.#turns.waiting > 0) throw new ShmChannelError('ERR_BUSY', 'sendSync while asynchronous sends wait for room')
@@ -125,9 +132,53 @@ export class FanInProducer<T = unknown> {
     }
   }
 
-  /** Closes this producer's entry (idempotent). Sends still waiting reject with ERR_CHANNEL_CLOSED. */
+  /**
+   * Zero-copy send: claims room for a message of `length` bytes in the ring
+   * and returns a view of it to fill in place, or null when there is no
+   * room now (or sends are waiting for room: they go first). Follow with
+   * commit() or discard(). The codec is not involved: the consumer gets the
+   * bytes. The consumer reads in claim order, so it waits at an open claim,
+   * whatever other producers commit after it: commit soon. If this process
+   * dies before it commits, the consumer skips the claim and counts it. At
+   * most a quarter of the ring less 8 bytes.
+   */
+  claim (length: number): Buffer | null {
+    this.#checkWritable()
+    this.#checkNoClaim()
+    checkInteger('length', length, 0, this.#ring.maxPayload)
+    if (this.#turns.waiting > 0) return null
+    const writer = this.#writer
+    const start = writer.claim(length)
+    if (start === -1) return null
+    this.#claimStart = start
+    this.#claimed = length
+    const at = writer.payloadOffset(start, length)
+    return this.#ring.bytes.subarray(at, at + length)
+  }
+
+  /** Sends the claimed view's first `length` bytes (default: all claimed). The view must not be used after. */
+  commit (length: number = this.#claimed): void {
+    const start = this.#claimStart
+    if (start === -1) throw new ShmChannelError('ERR_BUSY', 'no claim is open')
+    checkInteger('length', length, 0, this.#claimed)
+    this.#claimStart = -1
+    this.#writer.commit(start, this.#claimed, length)
+    this.#wakeConsumer(start)
+  }
+
+  /** Gives up the open claim (idempotent): the consumer passes over its room and never sees a message. */
+  discard (): void {
+    const start = this.#claimStart
+    if (start === -1) return
+    this.#claimStart = -1
+    this.#writer.discard(start, this.#claimed)
+    this.#wakeConsumer(start)
+  }
+
+  /** Closes this producer's entry (idempotent), giving up an open claim. Sends still waiting reject with ERR_CHANNEL_CLOSED. */
   close (): void {
     if (this.#closed) return
+    this.discard()
     this.#closed = true
     forgotten.unregister(this)
     this.#closer.abort(new ShmChannelError('ERR_CHANNEL_CLOSED', 'this producer is closed'))
@@ -138,7 +189,7 @@ export class FanInProducer<T = unknown> {
 
   [Symbol.dispose] (): void { this.close() }
 
-  async #waitAndWrite (payload: Buffer, timeout: number, user: AbortSignal | undefined): Promise<void> {
+  async #waitAndWrite (payload: Uint8Array, timeout: number, user: AbortSignal | undefined): Promise<void> {
     const deadline = performance.now() + timeout
     const { signal, unlink } = user === undefined ? { signal: this.#closer.signal, unlink: () => {} } : linkSignals(this.#closer.signal, user)
     try {
@@ -156,11 +207,12 @@ export class FanInProducer<T = unknown> {
     }
   }
 
-  #encode (value: T): Buffer {
+  #encode (value: T): Uint8Array {
     const encoded = this.#codec.encode(value)
-    let payload: Buffer
+    let payload: Uint8Array
     if (typeof encoded === 'string') payload = Buffer.from(encoded, 'utf8')
-    else if (encoded instanceof Uint8Array) payload = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength)
+    // Copied into the ring as it is: no Buffer view made per message.
+    else if (encoded instanceof Uint8Array) payload = encoded
     else throw invalidReturn(`codec ${this.#codec.name}'s encode`, 'a string or a Uint8Array', encoded)
     if (!this.#writer.fits(payload.length)) {
       throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a message of ${payload.length} bytes is larger than this fan-in takes (${this.#ring.maxPayload}: a quarter of its capacity, less 8)`)
@@ -168,15 +220,28 @@ export class FanInProducer<T = unknown> {
     return payload
   }
 
-  #tryWrite (payload: Buffer): boolean {
+  #tryWrite (payload: Uint8Array): boolean {
     const writer = this.#writer
     const start = writer.claim(payload.length)
     if (start === -1) return false
     this.#ring.bytes.set(payload, writer.payloadOffset(start, payload.length))
-    writer.commit(start, payload.length)
-    // Loaded after the commit's store (lib/segment/wait.ts): a consumer that parked before it is woken.
-    if (Atomics.load(this.#ring.h, CONSUMER_PARKED) !== 0) wake(this.#ring.h, this.#ring.recordWord(start), 1)
+    writer.commit(start, payload.length, payload.length)
+    this.#wakeConsumer(start)
     return true
+  }
+
+  /**
+   * After the commit of the claim at `start`: wakes the consumer if it
+   * parked on it. A parked consumer has stored its head (flush) before its
+   * flag, and sleeps on the record at its head: only the commit there ends
+   * its wait, so only that producer takes the flag down (one wake per
+   * park, not one per commit while it sleeps). Loaded after the commit's
+   * store (lib/segment/wait.ts): a consumer that parked before it is woken.
+   */
+  #wakeConsumer (start: number): void {
+    const h = this.#ring.h
+    if (Atomics.load(h, CONSUMER_PARKED) === 0 || (Atomics.load(h, HEAD) >>> 0) !== start) return
+    if (Atomics.exchange(h, CONSUMER_PARKED, 0) !== 0) wake(h, this.#ring.recordWord(start), 1)
   }
 
   #hasRoom (): boolean {
@@ -193,16 +258,24 @@ export class FanInProducer<T = unknown> {
     if (this.#consumerClosed()) throw new ShmChannelError('ERR_CHANNEL_CLOSED', `the consumer of fan-in ${this.#name} closed it`)
   }
 
+  #checkNoClaim (): void {
+    if (this.#claimStart !== -1) throw new ShmChannelError('ERR_BUSY', 'a claim is open: commit or discard it first')
+  }
+
   #checkConsumer (): void {
     const consumer = readEnd(this.#ring.h, L.CONSUMER_END_OFFSET)
     if (endDead(consumer)) throw new ShmChannelError('ERR_PEER_DEAD', `the consumer of fan-in ${this.#name} is gone: its process (pid ${consumer.pid}) died`)
   }
 }
 
-/** Closes a producer entry (clearing any claim record) and lets go of the mapping; the last end out removes the name. */
+/**
+ * Closes a producer entry and lets go of the mapping; the last end out
+ * removes the name. A claim still open (a producer dropped without close()
+ * between claim and commit) stays in the entry: the consumer skips it as a
+ * dead producer's.
+ */
 function release (region: Region, h: Int32Array, entry: number, maxProducers: number): void {
   try {
-    Atomics.store(h, word(entry + L.CLAIM_LENGTH), 0)
     closeEnd(h, entry)
     unlinkIfLast(region, h, maxProducers)
   } finally {

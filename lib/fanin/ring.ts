@@ -11,8 +11,9 @@
  *      (no room, or it lost the race and tries again with a new t).
  *   2. A commit is the atomic store of the record's first word (COMMITTED |
  *      payload length), the last store of the claim (a wrapped claim's
- *      padding is committed after its record). A consumer that loads it
- *      non-zero sees the whole record.
+ *      padding is committed after its record; the padding after a message
+ *      shorter than its claim, before it). A consumer that loads it non-zero
+ *      sees the whole record. A claim given up is committed as padding.
  *   3. A consumer whose head record reads 0 while the tail is ahead looks
  *      for entries claiming the head. If one is held by a live process, the
  *      claim is under way: it waits. If all are dead, their producers died
@@ -109,7 +110,7 @@ export class FanInWriter {
     }
   }
 
-  /** Byte offset in the segment where the payload of the claim at `start` with `length` bytes goes. */
+  /** Byte offset in the segment where the payload of the claim at `start` for `length` bytes goes. */
   payloadOffset (start: number, length: number): number {
     const ring = this.#ring
     const index = start & ring.mask
@@ -117,24 +118,44 @@ export class FanInWriter {
     return ring.base + at + L.RECORD_HEADER_SIZE
   }
 
-  /** Commits the claim at `start` whose payload of `length` bytes is written. */
-  commit (start: number, length: number): void {
+  /**
+   * Commits the claim at `start`, made for `claimed` bytes, as a message of
+   * its first `length` bytes (written at payloadOffset). Room the message
+   * does not use becomes a padding record, committed before the message.
+   */
+  commit (start: number, claimed: number, length: number): void {
+    this.#finish(start, claimed, length, L.TYPE_DATA)
+    storeU64(this.#ring.h, this.#sent, ++this.#messages)
+  }
+
+  /** Gives up the claim at `start` made for `claimed` bytes: the consumer passes over it as padding. */
+  discard (start: number, claimed: number): void {
+    this.#finish(start, claimed, L.alignRecord(claimed) - L.RECORD_HEADER_SIZE, L.TYPE_PADDING)
+  }
+
+  #finish (start: number, claimed: number, length: number, type: number): void {
     const ring = this.#ring
     const h = ring.h
+    const producer = this.index << L.PRODUCER_SHIFT
     const index = start & ring.mask
-    const wrapped = index + L.alignRecord(length) > ring.capacity
+    const wrapped = index + L.alignRecord(claimed) > ring.capacity
     const at = wrapped ? ring.base : ring.base + index
+    const rest = L.alignRecord(claimed) - L.alignRecord(length)
+    if (rest > 0) {
+      const r = (at + L.alignRecord(length)) >>> 2
+      h[r + 1] = L.TYPE_PADDING | producer
+      Atomics.store(h, r, (L.COMMITTED | (rest - L.RECORD_HEADER_SIZE)) | 0)
+    }
     const w = at >>> 2
-    h[w + 1] = L.TYPE_DATA | (this.index << L.PRODUCER_SHIFT)
+    h[w + 1] = type | producer
     // The commit (step 2): the consumer that loads it sees the payload and type above.
     Atomics.store(h, w, (L.COMMITTED | length) | 0)
     if (wrapped) {
       const p = (ring.base + index) >>> 2
-      h[p + 1] = L.TYPE_PADDING | (this.index << L.PRODUCER_SHIFT)
+      h[p + 1] = L.TYPE_PADDING | producer
       Atomics.store(h, p, (L.COMMITTED | (ring.capacity - index - L.RECORD_HEADER_SIZE)) | 0)
     }
     Atomics.store(h, this.#claimLength, 0)
-    storeU64(h, this.#sent, ++this.#messages)
   }
 }
 
@@ -148,6 +169,10 @@ export class FanInReader {
   head: number
   /** The head as last stored in the segment. */
   #published: number
+  /** The tail as last loaded: records below it need no new load of the line every producer writes. */
+  #tail: number
+  /** End (byte offset in the segment) of the payload peek() found. */
+  end = 0
   readonly #batch: number
   #received: number
   #skipped: number
@@ -157,6 +182,7 @@ export class FanInReader {
     this.#ring = ring
     this.head = Atomics.load(ring.h, HEAD) >>> 0
     this.#published = this.head
+    this.#tail = this.head
     this.#batch = ring.capacity / 16
     this.#received = loadU64(ring.h, word(L.MESSAGES_RECEIVED_OFFSET))
     this.#skipped = Atomics.load(ring.h, word(L.CLAIMS_SKIPPED_OFFSET)) >>> 0
@@ -174,21 +200,22 @@ export class FanInReader {
   }
 
   /**
-   * The next committed data record: [start, end) byte offsets of its payload
-   * in the segment, or null when the head record is not committed. Padding
-   * is passed over. Call release() once the payload is used.
+   * The next committed data record: the byte offset in the segment where
+   * its payload starts (it ends at `end`), or -1 when the head record is not
+   * committed. Padding is passed over. Call release() once the payload is used.
    */
-  peek (): { start: number, end: number } | null {
+  peek (): number {
     const ring = this.#ring
     const h = ring.h
     for (;;) {
       const index = this.head & ring.mask
       const first = Atomics.load(h, (ring.base + index) >>> 2)
-      if (first === 0) return null
+      if (first === 0) return -1
       const length = first & L.LENGTH_MASK
       const size = L.alignRecord(length)
       const type = h[((ring.base + index) >>> 2) + 1] & L.TYPE_MASK
-      if ((first & L.COMMITTED) === 0 || index + size > ring.capacity || size > ((Atomics.load(h, TAIL) - this.head) >>> 0) ||
+      if (size > ((this.#tail - this.head) >>> 0)) this.#tail = Atomics.load(h, TAIL) >>> 0
+      if ((first & L.COMMITTED) === 0 || index + size > ring.capacity || size > ((this.#tail - this.head) >>> 0) ||
           (type !== L.TYPE_DATA && type !== L.TYPE_PADDING) || (type === L.TYPE_DATA && length > ring.maxPayload)) {
         throw invalidSegment(FANIN, `record at position ${this.head} (word 0x${(first >>> 0).toString(16)}, type ${type}) is not a committed record that fits the ring`)
       }
@@ -197,7 +224,8 @@ export class FanInReader {
         continue
       }
       const start = ring.base + index + L.RECORD_HEADER_SIZE
-      return { start, end: start + length }
+      this.end = start + length
+      return start
     }
   }
 
@@ -251,6 +279,8 @@ export class FanInReader {
     const h = ring.h
     const head = this.head
     const tail = Atomics.load(h, TAIL) >>> 0
+    // Skipping moves the head up to this tail, not past it: peek's cached tail stays at or ahead of the head.
+    this.#tail = tail
     if (tail === head) return 'wait'
     const dead: Array<{ entry: number, length: number }> = []
     for (let i = 0; i < ring.maxProducers; i++) {

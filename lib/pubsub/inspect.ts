@@ -14,7 +14,7 @@ export interface SubscriberSnapshot {
   pid: number
   status: HolderStatus
   cursor: number
-  /** Bytes published that this subscriber has not read: tail − cursor. */
+  /** Bytes published that this subscriber has not read: tail − cursor, as the subscriber stores it (every capacity / 16 bytes read, and when caught up). */
   lag: number
   lost: number
   messagesReceived: number

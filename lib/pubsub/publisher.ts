@@ -135,7 +135,7 @@ export class Publisher<T = unknown> {
 
   [Symbol.dispose] (): void { this.close() }
 
-  async #waitAndWrite (payload: Buffer, timeout: number, user: AbortSignal | undefined): Promise<void> {
+  async #waitAndWrite (payload: Uint8Array, timeout: number, user: AbortSignal | undefined): Promise<void> {
     const deadline = performance.now() + timeout
     const { signal, unlink } = user === undefined ? { signal: this.#closer.signal, unlink: () => {} } : linkSignals(this.#closer.signal, user)
     try {
@@ -153,11 +153,12 @@ export class Publisher<T = unknown> {
     }
   }
 
-  #encode (value: T): Buffer {
+  #encode (value: T): Uint8Array {
     const encoded = this.#codec.encode(value)
-    let payload: Buffer
+    let payload: Uint8Array
     if (typeof encoded === 'string') payload = Buffer.from(encoded, 'utf8')
-    else if (encoded instanceof Uint8Array) payload = Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength)
+    // Copied into the ring as it is: no Buffer view made per message.
+    else if (encoded instanceof Uint8Array) payload = encoded
     else throw invalidReturn(`codec ${this.#codec.name}'s encode`, 'a string or a Uint8Array', encoded)
     if (payload.length > this.#ring.maxPayload) {
       throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a message of ${payload.length} bytes is larger than this topic takes (${this.#ring.maxPayload}: a quarter of its capacity, less 16)`)
@@ -165,12 +166,15 @@ export class Publisher<T = unknown> {
     return payload
   }
 
-  #tryWrite (payload: Buffer): boolean {
+  #tryWrite (payload: Uint8Array): boolean {
     const writer = this.#writer
     if (!this.#ring.overwrite && !writer.hasRoom(writer.need(payload.length), () => this.#slowest())) return false
     writer.write(payload)
-    // Loaded after the tail's store: a subscriber that parked before it is woken.
-    if (Atomics.load(this.#ring.h, SUBSCRIBERS_PARKED) !== 0) wake(this.#ring.h, TAIL)
+    // Loaded after the tail's store: a subscriber that parked before it is
+    // woken. Taken down with the wake (subscribers' wakerClears): publishes
+    // that follow before the sleepers run make no system call.
+    const h = this.#ring.h
+    if (Atomics.load(h, SUBSCRIBERS_PARKED) !== 0 && Atomics.exchange(h, SUBSCRIBERS_PARKED, 0) !== 0) wake(h, TAIL)
     return true
   }
 

@@ -24,6 +24,8 @@
  * Under the 'block' policy the writer never writes past the slowest live
  * reader's cursor plus capacity, so only a reader that joins at the oldest
  * record while the writer moves on can be lapped (it then starts at head).
+ * A reader stores its cursor in batches (TopicReader#flush): the cursor the
+ * writer sees is at or behind the real one, which only makes it wait sooner.
  */
 import { invalidSegment } from '../segment/identity'
 import { storeU64, word } from '../segment/words'
@@ -129,13 +131,15 @@ export class TopicWriter {
     const intent = (start + need) >>> 0
     // Step 4's head first, then step 1's intent: a reader that sees the intent sees a head not behind it.
     let head = this.#head
-    while (((intent - head) >>> 0) > ring.capacity) {
-      const size = ring.recordSize(head)
-      if (size <= 0 || size > ring.capacity) throw invalidSegment(TOPIC, `record at position ${head} has a size of ${size}`)
-      head = (head + size) >>> 0
+    if (((intent - head) >>> 0) > ring.capacity) {
+      do {
+        const size = ring.recordSize(head)
+        if (size <= 0 || size > ring.capacity) throw invalidSegment(TOPIC, `record at position ${head} has a size of ${size}`)
+        head = (head + size) >>> 0
+      } while (((intent - head) >>> 0) > ring.capacity)
+      this.#head = head
+      Atomics.store(h, HEAD, head | 0)
     }
-    this.#head = head
-    Atomics.store(h, HEAD, head | 0)
     Atomics.store(h, INTENT, intent | 0)
     const sequence = this.#sequence
     let at = start
@@ -175,6 +179,9 @@ export class TopicReader {
   readonly #lostWord: number
   readonly #receivedWord: number
   cursor: number
+  /** The cursor as last stored in the entry: flush() stores it (and the count received) once per batch, not per message. */
+  #published: number
+  readonly #batch: number
   /** Message number of the next record expected. */
   #expected: number
   #received = 0
@@ -202,6 +209,8 @@ export class TopicReader {
       }
     }
     this.cursor = cursor
+    this.#published = cursor
+    this.#batch = ring.capacity / 16
     this.#expected = cursor === (Atomics.load(h, TAIL) >>> 0) ? Atomics.load(h, NEXT_SEQUENCE) >>> 0 : h[ring.recordWord(cursor) + 3] >>> 0
   }
 
@@ -251,10 +260,9 @@ export class TopicReader {
       if (this.#overwritten(cursor)) return this.#lapped()
       if (!wellFormed) throw invalidSegment(TOPIC, `record at position ${cursor} (type ${type}, length ${length}, position word ${position}) is not a record that fits the ring`)
       this.#expected = (sequence + (type === L.TYPE_DATA ? 1 : 0)) >>> 0
+      if (type === L.TYPE_DATA) this.#received++
       this.#advance((cursor + size) >>> 0)
       if (type === L.TYPE_PADDING) continue
-      this.#received++
-      storeU64(h, this.#receivedWord, this.#received)
       if (failed) throw failure
       out.value = value
       return READ
@@ -295,6 +303,20 @@ export class TopicReader {
 
   #advance (cursor: number): void {
     this.cursor = cursor
-    Atomics.store(this.#ring.h, this.#cursorWord, cursor | 0)
+    if (((cursor - this.#published) >>> 0) >= this.#batch) this.flush()
+  }
+
+  /**
+   * Stores the cursor (and the count received) in the entry, where the
+   * writer looks for the slowest: done every `capacity / 16` bytes read, and
+   * by the subscriber before it waits or when the writer is parked, so the
+   * writer never waits for a cursor that is not there. Returns true if it moved.
+   */
+  flush (): boolean {
+    if (this.cursor === this.#published) return false
+    storeU64(this.#ring.h, this.#receivedWord, this.#received)
+    this.#published = this.cursor
+    Atomics.store(this.#ring.h, this.#cursorWord, this.cursor | 0)
+    return true
   }
 }

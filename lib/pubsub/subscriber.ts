@@ -75,7 +75,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
     this.#spec = {
       header: this.#ring.h,
       parkedFlag: SUBSCRIBERS_PARKED,
-      parkedCounts: true,
+      wakerClears: true,
       waitWord: TAIL,
       strategy: settings.wait,
       spinMicros: settings.spinMicros,
@@ -121,7 +121,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
   tryReceive (): T | undefined {
     this.#assertOpen()
     if (this.#take()) return this.#out.value as T
-    this.#checkEnded(false)
+    this.#checkEnded()
     return undefined
   }
 
@@ -137,7 +137,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
     try {
       for (;;) {
         if (this.#take()) return this.#out.value as T
-        this.#checkEnded(true)
+        this.#checkEnded()
         await waitAsync(this.#spec, Math.max(0, deadline - performance.now()), signal)
         this.#assertOpen()
       }
@@ -160,7 +160,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
     const deadline = performance.now() + timeout
     for (;;) {
       if (this.#take()) return this.#out.value as T
-      this.#checkEnded(true)
+      this.#checkEnded()
       waitSync(this.#spec, Math.max(0, deadline - performance.now()))
       this.#assertOpen()
     }
@@ -201,7 +201,12 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
   /** Reads the next message into #out; true if there was one. Throws a LappedError after a lap. */
   #take (): boolean {
     const result = this.#reader.read(this.#decode, this.#out)
-    if (result === NOTHING) return false
+    if (result === NOTHING) {
+      // Caught up: the cursor goes out before anything waits (the publisher may wait for it).
+      this.#reader.flush()
+      this.#released()
+      return false
+    }
     this.#released()
     if (result === LAPPED) {
       const lost = this.#reader.lastLost
@@ -211,10 +216,18 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
     return true
   }
 
+  /**
+   * A publisher parked (under 'block') may wait for this cursor: store it,
+   * then wake the publisher, once (the subscriber that takes the flag down
+   * wakes it). Loaded after every read, and after the cursor's store when
+   * caught up: a publisher that parked before that store is woken, and one
+   * that parks after it sees the cursor in its re-check.
+   */
   #released (): void {
     const h = this.#ring.h
-    // Loaded after the cursor's store (TopicReader): a publisher that parked before it is woken.
-    if (Atomics.load(h, PUBLISHER_PARKED) !== 0) {
+    if (Atomics.load(h, PUBLISHER_PARKED) === 0) return
+    this.#reader.flush()
+    if (Atomics.exchange(h, PUBLISHER_PARKED, 0) !== 0) {
       Atomics.add(h, RELEASES, 1)
       wake(h, RELEASES)
     }
@@ -224,11 +237,15 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
     return Atomics.load(this.#ring.h, PUBLISHER_STATE) === END_CLOSED
   }
 
-  /** With nothing left to read: the stream ends if the publisher closed, or died (checked once per peerCheckInterval unless `now`). */
-  #checkEnded (now: boolean): void {
+  /**
+   * With nothing left to read: the stream ends if the publisher closed, or
+   * died (that looks at /proc: once per peerCheckInterval, here and between
+   * the slices of a wait).
+   */
+  #checkEnded (): void {
     if (this.#publisherClosed() && !this.#reader.ready()) throw new ShmChannelError('ERR_CHANNEL_CLOSED', `the publisher of topic ${this.#name} closed it`)
     const t = Date.now()
-    if (!now && t < this.#nextPeerCheck) return
+    if (t < this.#nextPeerCheck) return
     this.#nextPeerCheck = t + this.#peerCheckInterval
     this.#checkPublisher()
   }

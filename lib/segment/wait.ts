@@ -76,6 +76,14 @@ export interface WaitSpec {
    * one waiter's unpark must not hide another's park from the waker.
    */
   parkedCounts?: boolean
+  /**
+   * The parked word is a flag several waiters share, which the waker takes
+   * down (Atomics.exchange) before it wakes them all: a waiter sets it
+   * before each sleep and never clears it, since another may still sleep.
+   * One wake per round of parking instead of one per write while anyone
+   * sleeps; a waiter that left on its own costs the waker one spare wake.
+   */
+  wakerClears?: boolean
 }
 
 function park (spec: WaitSpec): void {
@@ -84,6 +92,7 @@ function park (spec: WaitSpec): void {
 }
 
 function unpark (spec: WaitSpec): void {
+  if (spec.wakerClears === true) return
   if (spec.parkedCounts === true) Atomics.sub(spec.header, spec.parkedFlag, 1)
   else Atomics.store(spec.header, spec.parkedFlag, 0)
 }

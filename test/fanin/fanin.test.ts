@@ -79,6 +79,139 @@ t.test('a producer SIGKILLed between claim and commit is skipped once it is dead
   t.equal(header[word(L.CLAIMS_SKIPPED_OFFSET)], 1, 'and counted in the header for the inspector')
 })
 
+t.test('claim/commit across processes: two producers write in place (shorter commits, discards), two copy in; every message once, in each producer\'s order', async (t) => {
+  const name = freshName(t)
+  const PRODUCERS = 4
+  const COUNT = 5_000
+  const consumer = closeAtEnd(t, FanInConsumer.open<Uint8Array>(name, { codec: 'bytes', capacity: 1 << 14 }))
+  const peers = Array.from({ length: PRODUCERS }, () => new Peer(t, 'fanin-peer.ts'))
+  await Promise.all(peers.map(async (peer) => await peer.call('openProducer', name)))
+  const sent = peers.map(async (peer, id) => await peer.call(id < 2 ? 'claimMany' : 'sendMany', id, 0, COUNT))
+  const next = new Array<number>(PRODUCERS).fill(0)
+  let wrong = 0
+  for (let n = 0; n < PRODUCERS * COUNT; n++) {
+    const [id, seq] = parse(t, await consumer.receive({ timeout: 30_000 }))
+    if (id >= PRODUCERS || seq !== next[id]) wrong++
+    else next[id]++
+  }
+  t.equal(wrong, 0, 'no message out of its producer\'s order, duplicated or from nowhere')
+  t.same(next, new Array(PRODUCERS).fill(COUNT), 'every message of every producer, none of the discarded claims')
+  t.same(await Promise.all(sent), new Array(PRODUCERS).fill(COUNT))
+  t.equal(consumer.tryReceive(), undefined, 'nothing more')
+  t.equal(consumer.skipped, 0)
+})
+
+t.test('a producer SIGKILLed between its own claim() and commit() is skipped and counted; an open claim at close() is given up', async (t) => {
+  const name = freshName(t)
+  const consumer = closeAtEnd(t, FanInConsumer.open<Uint8Array>(name, { codec: 'bytes', capacity: 4096, peerCheckInterval: 50 }))
+  const writer = new Peer(t, 'fanin-peer.ts')
+  const hanging = new Peer(t, 'fanin-peer.ts')
+  await writer.call('openProducer', name)
+  const claimed = hanging.call('userClaimAndHang', name, 200)
+  claimed.catch(() => {})
+  await hanging.event('claimed')
+  const rest = writer.call('sendMany', 1, 0, 300)
+  t.equal(consumer.tryReceive(), undefined, 'nothing readable past the claim while the claimant lives')
+  await hanging.kill()
+  for (let seq = 0; seq < 300; seq++) {
+    const [id, got] = parse(t, await consumer.receive({ timeout: 10_000 }))
+    if (id !== 1 || got !== seq) {
+      t.fail(`expected message ${seq}, got ${id}/${got}`)
+      break
+    }
+  }
+  t.equal(await rest, 300)
+  t.equal(consumer.skipped, 1, 'one claim skipped')
+
+  // Closed with a claim open: given up as padding, nothing skipped, the next message arrives.
+  const p = FanInProducer.open<Uint8Array>(name, { codec: 'bytes' })
+  const view = p.claim(64)
+  t.ok(view !== null && view.length === 64)
+  p.close()
+  const q = closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' }))
+  q.trySend(Buffer.from('after'))
+  t.equal(Buffer.from(consumer.receiveSync({ timeout: 5000 })).toString(), 'after')
+  t.equal(consumer.skipped, 1, 'a claim given up at close is not a skip')
+})
+
+t.test('claim/commit in one process: in place, shorter commits, discards and wrap-around keep every message intact and in order', async (t) => {
+  const name = freshName(t)
+  const prng = new Prng(0x1515)
+  const capacity = 4096
+  const consumer = closeAtEnd(t, FanInConsumer.open<Uint8Array>(name, { codec: 'bytes', capacity }))
+  const producers = [closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' })), closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' }))]
+  const max = capacity / 4 - 8
+  t.throws(() => producers[0].claim(max + 1), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => { producers[0].commit() }, { code: 'ERR_BUSY' }, 'commit without a claim')
+  const first = producers[0].claim(10)
+  t.ok(first !== null)
+  t.throws(() => producers[0].trySend(Buffer.alloc(1)), { code: 'ERR_BUSY' }, 'no send while a claim is open')
+  t.throws(() => producers[0].claim(1), { code: 'ERR_BUSY' }, 'one claim at a time')
+  t.throws(() => { producers[0].commit(11) }, { code: 'ERR_OUT_OF_RANGE' }, 'no more than claimed')
+  t.ok(producers[1].trySend(Buffer.from('behind')), 'another producer claims after it')
+  t.equal(consumer.tryReceive(), undefined, 'the consumer waits at the open claim')
+  first?.write('ahead')
+  producers[0].commit(5)
+  t.equal(Buffer.from(consumer.receiveSync({ timeout: 1000 })).toString(), 'ahead')
+  t.equal(Buffer.from(consumer.receiveSync({ timeout: 1000 })).toString(), 'behind')
+
+  const expected: Buffer[] = []
+  let bad = 0
+  for (let round = 0; round < 3000; round++) {
+    const producer = producers[round & 1]
+    const claimed = prng.int(max + 1)
+    const view = producer.claim(claimed)
+    if (view !== null) {
+      const m = Buffer.alloc(prng.int(claimed + 1))
+      for (let i = 0; i < m.length; i++) m[i] = prng.u32() & 0xff
+      view.fill(0x77)
+      view.set(m)
+      if (prng.chance(0.2)) producer.discard()
+      else {
+        producer.commit(m.length)
+        expected.push(m)
+      }
+    }
+    if (expected.length > 0 && prng.chance(0.6)) {
+      const got = consumer.tryReceive()
+      if (got === undefined || !Buffer.from(got).equals(expected.shift() as Buffer)) bad++
+    }
+  }
+  for (const m of expected) if (!Buffer.from(consumer.receiveSync({ timeout: 1000 })).equals(m)) bad++
+  t.equal(bad, 0, `every message intact and in order (seed ${prng.seed})`)
+  t.equal(consumer.tryReceive(), undefined, 'and no discarded claim')
+  t.equal(consumer.skipped, 0)
+})
+
+t.test('readEach reads committed messages in place, in claim order, up to max; a throwing callback counts its message as read', async (t) => {
+  const name = freshName(t)
+  const consumer = closeAtEnd(t, FanInConsumer.open<Uint8Array>(name, { codec: 'bytes', capacity: 4096 }))
+  const a = closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' }))
+  const b = closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' }))
+  const got: string[] = []
+  const collect = (bytes: Buffer, start: number, end: number): void => { got.push(bytes.toString('utf8', start, end)) }
+  t.equal(consumer.readEach(collect), 0, 'nothing committed')
+  for (let i = 0; i < 6; i++) t.ok((i % 2 === 0 ? a : b).trySend(Buffer.from(`m${i}`)))
+  const open = a.claim(8)
+  t.ok(b.trySend(Buffer.from('after the claim')))
+  t.equal(consumer.readEach(collect, 4), 4, 'at most max')
+  t.equal(consumer.readEach(collect), 2, 'up to the open claim')
+  t.same(got, ['m0', 'm1', 'm2', 'm3', 'm4', 'm5'])
+  open?.write('claimed')
+  a.commit(7)
+  t.throws(() => consumer.readEach(() => { throw new Error('boom') }), /boom/)
+  t.equal(consumer.readEach(collect), 1, 'the message after the one whose callback threw')
+  t.same(got.slice(6), ['after the claim'])
+  t.throws(() => consumer.readEach(null as unknown as () => void), { code: 'ERR_INVALID_ARG_TYPE' })
+  // The ring goes round many times through readEach alone: the room read is handed back.
+  let n = 0
+  for (let i = 0; i < 2000; i++) {
+    while (!a.trySend(Buffer.alloc(100, i & 0xff))) n += consumer.readEach(() => {})
+  }
+  n += consumer.readEach(() => {})
+  t.equal(n, 2000, 'every message of a stream through a ring forty times smaller')
+})
+
 t.test('maxProducers is a hard limit: one more is refused with ERR_TOO_MANY_ENDS; a closed entry is reused', async (t) => {
   const name = freshName(t)
   const consumer = closeAtEnd(t, FanInConsumer.open(name, { maxProducers: 2 }))

@@ -20,18 +20,21 @@ async function run (argv: string[]): Promise<{ code: number, out: string }> {
 
 t.test('ls and stat show a topic\'s subscribers with their lag', async (t) => {
   const name = channelName()
-  const publisher = closeAtEnd(t, Publisher.open<Uint8Array>(name, { codec: 'bytes' }))
+  const publisher = closeAtEnd(t, Publisher.open<Uint8Array>(name, { codec: 'bytes', capacity: 4096 }))
   const subscriber = closeAtEnd(t, Subscriber.open<Uint8Array>(name, { codec: 'bytes' }))
   for (let i = 0; i < 10; i++) publisher.tryPublish(Buffer.alloc(48))
   const ls = await run(['ls', '--prefix', SHM_PREFIX])
   t.equal(ls.code, EXIT_OK)
   t.match(ls.out, `topic ${name} (block): 10 published, publisher ${process.pid} alive; subscribers: ${process.pid}:alive:lag 640 B`)
-  subscriber.tryReceive()
+  // A subscriber stores its cursor every capacity / 16 bytes read (four of these 64-byte records) and when it has read everything.
+  for (let i = 0; i < 5; i++) subscriber.tryReceive()
   const stat = await run(['stat', name])
   t.equal(stat.code, EXIT_OK)
-  t.match(stat.out, `subscriber 0: pid ${process.pid} (alive), lag 576 bytes, 1 received, 0 lost`)
+  t.match(stat.out, `subscriber 0: pid ${process.pid} (alive), lag 384 bytes, 4 received, 0 lost`)
   const json = JSON.parse((await run(['stat', name, '--json'])).out)
-  t.equal(json.subscribers[0].lag, 576)
+  t.equal(json.subscribers[0].lag, 384)
+  while (subscriber.tryReceive() !== undefined) { /* read the rest */ }
+  t.equal(JSON.parse((await run(['stat', name, '--json'])).out).subscribers[0].lag, 0, 'caught up: all stored')
 })
 
 t.test('ls and stat show a fan-in\'s producers with their claims in flight', async (t) => {
