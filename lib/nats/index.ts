@@ -1,0 +1,12 @@
+/**
+ * shm-channel/nats: the same channels, topics and services beyond one
+ * machine, over NATS (docs/nats.md). Loaded only through this entry point:
+ * the NATS client packages (@nats-io/transport-node, @nats-io/jetstream)
+ * are optional peer dependencies, and the main entry point never loads them.
+ */
+import * as bridge from './bridge'
+
+export const bridgeChannelToStream = bridge.bridgeChannelToStream
+export const bridgeStreamToChannel = bridge.bridgeStreamToChannel
+export const SEQUENCE_HEADER = bridge.SEQUENCE_HEADER
+export type { Bridge, ChannelToStreamOptions, StreamToChannelOptions, StreamTarget } from './bridge'
