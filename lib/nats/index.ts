@@ -10,3 +10,11 @@ export const bridgeChannelToStream = bridge.bridgeChannelToStream
 export const bridgeStreamToChannel = bridge.bridgeStreamToChannel
 export const SEQUENCE_HEADER = bridge.SEQUENCE_HEADER
 export type { Bridge, ChannelToStreamOptions, StreamToChannelOptions, StreamTarget } from './bridge'
+
+import * as service from './service'
+
+export const serve = service.serve
+export const connect = service.connect
+export const NatsService = service.NatsService
+export const ERROR_HEADER = service.ERROR_HEADER
+export type { NatsServeOptions, NatsConnectOptions, ServiceClient } from './service'

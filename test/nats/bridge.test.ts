@@ -133,14 +133,14 @@ t.test('a bridge process killed at random points: every message arrives once, in
     await exited
   }
 
-  const total = 4000
+  const total = 2000
   const prng = new Prng(16)
   const sending = (async () => { for (let i = 1; i <= total; i++) await producer.send(message(i, prng.range(8, 1500))) })()
   await startBridge()
   let restarts = 0
   let duplicates = 0
   let received = 0
-  let nextKill = prng.range(50, 600)
+  let nextKill = prng.range(50, 400)
   while (received < total) {
     const m = await consumer.receive({ timeout: 60_000 })
     const i = m.readUInt32LE(0)
@@ -150,7 +150,7 @@ t.test('a bridge process killed at random points: every message arrives once, in
     if (received >= nextKill && received < total) {
       await killBridge()
       restarts++
-      nextKill = received + prng.range(50, 600)
+      nextKill = received + prng.range(50, 400)
       await startBridge()
     }
   }
