@@ -12,6 +12,7 @@ import { Consumer, Producer } from '../../lib/index'
 import { bridgeChannelToStream, bridgeStreamToChannel } from '../../lib/nats/index'
 import { startServer } from '../support/nats-server'
 import { channelName, closeAtEnd, leavesNothingInDevShm, unlinkIfPresent, untilParked } from '../support/shm'
+import { ensureCompiled } from '../support/dist'
 import { until } from '../support/peers'
 import { Prng } from '../support/prng'
 
@@ -114,11 +115,12 @@ t.test('a bridge process killed at random points: every message arrives once, in
   removeCursorsAtEnd(t, from, to)
   const producer = closeAtEnd(t, Producer.open<Buffer>(from, { codec: 'bytes', capacity: 16384, onPeerDeath: 'wait' }))
   const consumer = closeAtEnd(t, Consumer.open<Buffer>(to, { codec: 'bytes', capacity: 16384, onPeerDeath: 'wait' }))
-  const fixture = path.join(__dirname, 'fixtures', 'bridge.ts')
+  ensureCompiled()
+  const fixture = path.join(__dirname, 'fixtures', 'bridge.js')
   let child: ReturnType<typeof fork> | undefined
   t.teardown(() => { child?.kill('SIGKILL') })
   async function startBridge (): Promise<void> {
-    child = fork(fixture, [server.url, 'crash', from, to], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    child = fork(fixture, [server.url, 'crash', from, to], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     const c = child
     await new Promise<void>((resolve, reject) => {
       c.once('message', () => { resolve() })
@@ -156,6 +158,8 @@ t.test('a bridge process killed at random points: every message arrives once, in
   }
   await sending
   await killBridge()
+  const nc = await natsConnection(t, server.url)
+  t.equal((await (await jetstreamManager(nc)).streams.info('crash')).state.messages, total, 'the stream holds each message once')
   t.equal(duplicates, 0, `${total} messages, ${restarts} bridge kills, ${duplicates} duplicates`)
   t.ok(restarts >= 3, `the bridge was killed ${restarts} times`)
 })
