@@ -18,3 +18,10 @@ export const connect = service.connect
 export const NatsService = service.NatsService
 export const ERROR_HEADER = service.ERROR_HEADER
 export type { NatsServeOptions, NatsConnectOptions, ServiceClient } from './service'
+
+import * as topic from './topic'
+
+export const mirrorTopicToSubject = topic.mirrorTopicToSubject
+export const feedSubjectToTopic = topic.feedSubjectToTopic
+export const ORIGIN_HEADER = topic.ORIGIN_HEADER
+export type { TopicMirrorOptions, TopicLink } from './topic'
