@@ -35,7 +35,6 @@ import fs from 'node:fs'
 import path from 'node:path'
 
 import type { NatsConnection } from '@nats-io/transport-node'
-import { headers as natsHeaders } from '@nats-io/transport-node'
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 
 import { Consumer } from '../channel/consumer'
@@ -46,9 +45,6 @@ import { checkInteger } from '../options'
 import { Region } from '../platform/region'
 import { Cursor } from './cursor'
 
-/** Header carrying the bridge's sequence number on every message it publishes. */
-export const SEQUENCE_HEADER = 'Shm-Channel-Seq'
-
 export interface StreamTarget {
   /** A connection from `connect()` of `@nats-io/transport-node`. */
   nats: NatsConnection
@@ -56,6 +52,8 @@ export interface StreamTarget {
   stream: string
   /** Subject the messages travel on. Default: the stream name. */
   subject?: string
+  /** Replicas of the stream if the bridge creates it (a cluster keeps it through the loss of a server with 3). Default 1. */
+  replicas?: number
 }
 
 export interface ChannelToStreamOptions extends StreamTarget {
@@ -93,13 +91,13 @@ export interface Bridge {
 const RETRY_MS = 250
 
 /** Creates `stream` on `subject` unless a stream of that name exists. */
-export async function ensureStream (jsm: JetStreamManager, stream: string, subject: string): Promise<void> {
+export async function ensureStream (jsm: JetStreamManager, stream: string, subject: string, replicas = 1): Promise<void> {
   try {
     await jsm.streams.info(stream)
   } catch (err) {
     if ((err as { code?: unknown }).code !== 404 && !/not found/i.test(String(err))) throw err
     try {
-      await jsm.streams.add({ name: stream, subjects: [subject] })
+      await jsm.streams.add({ name: stream, subjects: [subject], num_replicas: replicas })
     } catch (addErr) {
       // Another bridge made it between our two calls.
       if (!/already in use|exists/i.test(String(addErr))) throw addErr
@@ -147,7 +145,7 @@ export async function bridgeChannelToStream (options: ChannelToStreamOptions): P
   const subject = checkTarget(options)
   const batchSize = checkInteger('batch', options.batch ?? 256, 1, 1 << 20)
   const js = jetstream(options.nats)
-  await ensureStream(await jetstreamManager(options.nats), options.stream, subject)
+  await ensureStream(await jetstreamManager(options.nats, { checkAPI: false }), options.stream, subject, checkInteger('replicas', options.replicas ?? 1, 1, 5))
   const consumer = Consumer.open(options.channel, { codec: 'bytes', capacity: options.capacity, maxMessageSize: Infinity })
   const header = headerOf(options.channel)
   const cursor = Cursor.open(`${options.channel.replace(/^\//, '')}.nats-out`)
@@ -165,11 +163,7 @@ export async function bridgeChannelToStream (options: ChannelToStreamOptions): P
 
   async function publishBatch (batch: Buffer[], first: number): Promise<void> {
     for (;;) {
-      const acks = batch.map(async (data, i) => {
-        const h = natsHeaders()
-        h.set(SEQUENCE_HEADER, String(first + i))
-        return await js.publish(subject, data, { msgID: `${cursor.identity}-${first + i}`, headers: h })
-      })
+      const acks = batch.map(async (data, i) => await js.publish(subject, data, { msgID: `${cursor.identity}-${first + i}` }))
       const results = await Promise.allSettled(acks)
       const failed = results.find((r) => r.status === 'rejected')
       if (failed === undefined) return
@@ -217,7 +211,7 @@ export async function bridgeStreamToChannel (options: StreamToChannelOptions): P
   const subject = checkTarget(options)
   const window = checkInteger('window', options.window ?? 256, 1, 1 << 20)
   const js: JetStreamClient = jetstream(options.nats)
-  await ensureStream(await jetstreamManager(options.nats), options.stream, subject)
+  await ensureStream(await jetstreamManager(options.nats, { checkAPI: false }), options.stream, subject, checkInteger('replicas', options.replicas ?? 1, 1, 5))
   const producer = Producer.open(options.channel, { codec: 'bytes', capacity: options.capacity })
   const header = headerOf(options.channel)
   const cursor = Cursor.open(`${options.channel.replace(/^\//, '')}.nats-in`)
@@ -250,9 +244,15 @@ export async function bridgeStreamToChannel (options: StreamToChannelOptions): P
     const consumer = await js.consumers.get(options.stream, delivered === 0
       ? { filter_subjects: subject, deliver_policy: DeliverPolicy.All }
       : { filter_subjects: subject, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: delivered + 1 })
-    const messages = await consumer.consume({ max_messages: window })
+    // Pulls that expire after 5 s (heartbeats every 2.5 s): a server killed under the
+    // consumer is noticed in seconds, not the default 30.
+    const messages = await consumer.consume({ max_messages: window, expires: 5000 })
     const stop = (): void => { void messages.close() }
     stopper.signal.addEventListener('abort', stop, { once: true })
+    void (async () => {
+      // Two heartbeats missed: start again from the cursor on a fresh consumer.
+      for await (const s of messages.status()) if (s.type === 'heartbeats_missed' && s.count >= 2) stop()
+    })().catch(() => {})
     try {
       for await (const m of messages) {
         if (m.seq <= delivered) continue

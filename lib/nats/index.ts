@@ -8,7 +8,6 @@ import * as bridge from './bridge'
 
 export const bridgeChannelToStream = bridge.bridgeChannelToStream
 export const bridgeStreamToChannel = bridge.bridgeStreamToChannel
-export const SEQUENCE_HEADER = bridge.SEQUENCE_HEADER
 export type { Bridge, ChannelToStreamOptions, StreamToChannelOptions, StreamTarget } from './bridge'
 
 import * as service from './service'
