@@ -29,7 +29,7 @@ import path from 'node:path'
 import { connect as natsConnect } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { Consumer, Producer, connect, serve } from 'shm-channel'
-import { bridgeChannelToStream, bridgeStreamToChannel, connect as connectOverNats, serve as serveOverNats } from 'shm-channel/nats'
+import { bridgeChannelToStream, bridgeStreamToChannel, removeBridgeState, connect as connectOverNats, serve as serveOverNats } from 'shm-channel/nats'
 
 const quick = process.argv.includes('--quick')
 const ROUND_TRIPS = quick ? 1_000 : 5_000
@@ -149,7 +149,8 @@ async function bridgedChannel (nc, size, name) {
   await into.close()
   producer.close()
   consumer.close()
-  for (const n of [from, to, `${from}.nats-out`, `${to}.nats-in`]) { try { fs.rmSync(`/dev/shm/${n}`) } catch {} }
+  removeBridgeState(from)
+  removeBridgeState(to)
   return MESSAGES / (elapsed / 1000)
 }
 

@@ -42,7 +42,7 @@ import { Producer } from '../channel/producer'
 import * as L from '../channel/layout'
 import { ShmChannelError } from '../errors'
 import { checkInteger } from '../options'
-import { Region } from '../platform/region'
+import { Region, checkName } from '../platform/region'
 import { Cursor } from './cursor'
 
 export interface StreamTarget {
@@ -103,6 +103,18 @@ export async function ensureStream (jsm: JetStreamManager, stream: string, subje
       if (!/already in use|exists/i.test(String(addErr))) throw addErr
     }
   }
+}
+
+/**
+ * Removes the cursors bridges keep beside `channel` (both directions). For a
+ * channel taken out of service: a bridge started afterwards numbers its
+ * messages afresh (to-stream) or reads the stream from its start
+ * (from-stream). Never while a bridge of the channel runs.
+ */
+export function removeBridgeState (channel: string): void {
+  const bare = checkName(channel).slice(1)
+  Cursor.remove(`${bare}.nats-out`)
+  Cursor.remove(`${bare}.nats-in`)
 }
 
 function inodeOf (channel: string): number {
@@ -249,12 +261,21 @@ export async function bridgeStreamToChannel (options: StreamToChannelOptions): P
     const messages = await consumer.consume({ max_messages: window, expires: 5000 })
     const stop = (): void => { void messages.close() }
     stopper.signal.addEventListener('abort', stop, { once: true })
+    // Two heartbeats missed, or neither a message nor a sign of life from the
+    // server for 15 s (a consumer resetting itself in a loop while the
+    // stream's leader moves): start again from the cursor on a fresh consumer.
+    let alive = Date.now()
     void (async () => {
-      // Two heartbeats missed: start again from the cursor on a fresh consumer.
-      for await (const s of messages.status()) if (s.type === 'heartbeats_missed' && s.count >= 2) stop()
+      for await (const s of messages.status()) {
+        if (s.type === 'heartbeats_missed' && s.count >= 2) stop()
+        else if (s.type === 'heartbeat' || s.type === 'next') alive = Date.now()
+      }
     })().catch(() => {})
+    const watchdog = setInterval(() => { if (Date.now() - alive > 15_000) stop() }, 5000)
+    watchdog.unref()
     try {
       for await (const m of messages) {
+        alive = Date.now()
         if (m.seq <= delivered) continue
         if (m.data.length > maxPayload) {
           throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `stream message ${m.seq} has ${m.data.length} bytes; a bridge into a ring of ${producer.capacity} bytes takes at most ${maxPayload} (a quarter of the ring)`)
@@ -265,6 +286,7 @@ export async function bridgeStreamToChannel (options: StreamToChannelOptions): P
         forwarded++
       }
     } finally {
+      clearInterval(watchdog)
       stopper.signal.removeEventListener('abort', stop)
     }
   }

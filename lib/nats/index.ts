@@ -8,6 +8,7 @@ import * as bridge from './bridge'
 
 export const bridgeChannelToStream = bridge.bridgeChannelToStream
 export const bridgeStreamToChannel = bridge.bridgeStreamToChannel
+export const removeBridgeState = bridge.removeBridgeState
 export type { Bridge, ChannelToStreamOptions, StreamToChannelOptions, StreamTarget } from './bridge'
 
 import * as service from './service'
