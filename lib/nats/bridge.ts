@@ -223,7 +223,8 @@ export async function bridgeStreamToChannel (options: StreamToChannelOptions): P
   const subject = checkTarget(options)
   const window = checkInteger('window', options.window ?? 256, 1, 1 << 20)
   const js: JetStreamClient = jetstream(options.nats)
-  await ensureStream(await jetstreamManager(options.nats, { checkAPI: false }), options.stream, subject, checkInteger('replicas', options.replicas ?? 1, 1, 5))
+  const jsm = await jetstreamManager(options.nats, { checkAPI: false })
+  await ensureStream(jsm, options.stream, subject, checkInteger('replicas', options.replicas ?? 1, 1, 5))
   const producer = Producer.open(options.channel, { codec: 'bytes', capacity: options.capacity })
   const header = headerOf(options.channel)
   const cursor = Cursor.open(`${options.channel.replace(/^\//, '')}.nats-in`)
@@ -261,17 +262,19 @@ export async function bridgeStreamToChannel (options: StreamToChannelOptions): P
     const messages = await consumer.consume({ max_messages: window, expires: 5000 })
     const stop = (): void => { void messages.close() }
     stopper.signal.addEventListener('abort', stop, { once: true })
-    // Two heartbeats missed, or neither a message nor a sign of life from the
-    // server for 15 s (a consumer resetting itself in a loop while the
-    // stream's leader moves): start again from the cursor on a fresh consumer.
+    // Two heartbeats missed, or no message for 15 s while the stream holds
+    // messages past the last one delivered (after its leader moved, a
+    // consumer can be left answering pulls with nothing): start again from
+    // the cursor on a fresh consumer.
     let alive = Date.now()
     void (async () => {
-      for await (const s of messages.status()) {
-        if (s.type === 'heartbeats_missed' && s.count >= 2) stop()
-        else if (s.type === 'heartbeat' || s.type === 'next') alive = Date.now()
-      }
+      for await (const s of messages.status()) if (s.type === 'heartbeats_missed' && s.count >= 2) stop()
     })().catch(() => {})
-    const watchdog = setInterval(() => { if (Date.now() - alive > 15_000) stop() }, 5000)
+    const watchdog = setInterval(() => {
+      if (Date.now() - alive < 15_000) return
+      alive = Date.now()
+      jsm.streams.info(options.stream).then((info) => { if (info.state.last_seq > delivered) stop() }, () => {})
+    }, 5000)
     watchdog.unref()
     try {
       for await (const m of messages) {
