@@ -29,6 +29,18 @@ async function addStream (jsm: JetStreamManager, name: string): Promise<void> {
   }
 }
 
+/** Stream info, asked again while a restarted server's cluster elects the stream's leader. */
+async function streamInfo (jsm: JetStreamManager, name: string): ReturnType<JetStreamManager['streams']['info']> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await jsm.streams.info(name)
+    } catch (err) {
+      if (attempt > 50) throw err
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+  }
+}
+
 t.test('servers of the cluster killed under a running bridge: every message once, in order', async (t) => {
   ensureCompiled()
   const servers = await startCluster(t)
@@ -67,7 +79,7 @@ t.test('servers of the cluster killed under a running bridge: every message once
     try {
       m = await consumer.receive({ timeout: 60_000 })
     } catch (err) {
-      t.comment(`stalled after ${received} received; the stream holds ${(await jsm.streams.info('cluster')).state.messages}`)
+      t.comment(`stalled after ${received} received; the stream holds ${(await streamInfo(jsm, 'cluster')).state.messages}`)
       throw err
     }
     const i = m.readUInt32LE(0)
@@ -76,7 +88,7 @@ t.test('servers of the cluster killed under a running bridge: every message once
     received = i
     if (received === killAt[killed.length]) {
       // The stream's leader first, then (once it is back) another server.
-      const leader = (await jsm.streams.info('cluster')).cluster?.leader
+      const leader = (await streamInfo(jsm, 'cluster')).cluster?.leader
       const victim = servers.find((s) => s.spec.name === leader && !killed.includes(s)) ?? servers.find((s) => !killed.includes(s)) as NatsServer
       t.comment(`killing ${victim.spec.name} at ${received}`)
       await victim.kill()
@@ -86,7 +98,7 @@ t.test('servers of the cluster killed under a running bridge: every message once
   }
   await sending
   t.equal(duplicates, 0, `${total} messages, ${killed.length} servers killed, ${duplicates} duplicates`)
-  t.equal((await jsm.streams.info('cluster')).state.messages, total, 'the stream holds each message once')
+  t.equal((await streamInfo(jsm, 'cluster')).state.messages, total, 'the stream holds each message once')
 })
 
 leavesNothingInDevShm(t)
