@@ -40,7 +40,7 @@ import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamClient, type 
 import { Consumer } from '../channel/consumer'
 import { Producer } from '../channel/producer'
 import * as L from '../channel/layout'
-import { ShmChannelError } from '../errors'
+import { ShmChannelError, invalidType } from '../errors'
 import { checkInteger } from '../options'
 import { Region, checkName } from '../platform/region'
 import { Cursor } from './cursor'
@@ -118,7 +118,7 @@ export function removeBridgeState (channel: string): void {
 }
 
 function inodeOf (channel: string): number {
-  return fs.statSync(path.join('/dev/shm', channel.replace(/^\//, ''))).ino
+  return fs.statSync(path.join('/dev/shm', checkName(channel).slice(1))).ino
 }
 
 /** The channel's header words, through a mapping of our own (the ends keep theirs private). */
@@ -131,13 +131,29 @@ const CONSUMER_POSITION = L.word(L.CONSUMER_POSITION_OFFSET)
 const PRODUCER_POSITION = L.word(L.PRODUCER_POSITION_OFFSET)
 
 function checkTarget (options: StreamTarget & { channel: string }): string {
-  if (options === null || typeof options !== 'object') throw new TypeError('options must be an object')
-  if (options.nats === undefined || typeof options.nats.publish !== 'function') throw new TypeError('"nats" must be a connection from @nats-io/transport-node')
-  if (typeof options.stream !== 'string' || options.stream === '') throw new TypeError('"stream" must be a non-empty string')
-  if (typeof options.channel !== 'string' || options.channel === '') throw new TypeError('"channel" must be a non-empty string')
+  if (options === null || typeof options !== 'object') throw invalidType('options', 'an object', options)
+  if (typeof options.nats?.publish !== 'function') throw invalidType('nats', 'a connection from @nats-io/transport-node', options.nats)
+  checkName(options.channel)
+  if (typeof options.stream !== 'string' || options.stream === '') throw invalidType('stream', 'a non-empty string', options.stream)
   const subject = options.subject ?? options.stream
-  if (typeof subject !== 'string' || subject === '') throw new TypeError('"subject" must be a non-empty string')
+  if (typeof subject !== 'string' || subject === '') throw invalidType('subject', 'a non-empty string', subject)
   return subject
+}
+
+/** Opens what a bridge holds beside its channel end; closes the end if that fails. */
+function openBeside (channel: string, end: { close: () => void }, suffix: string): { header: { region: Region, words: Int32Array }, cursor: Cursor, inode: number } {
+  try {
+    const header = headerOf(channel)
+    try {
+      return { header, cursor: Cursor.open(`${checkName(channel).slice(1)}.${suffix}`), inode: inodeOf(channel) }
+    } catch (err) {
+      header.region.close()
+      throw err
+    }
+  } catch (err) {
+    end.close()
+    throw err
+  }
 }
 
 async function sleep (ms: number, signal: AbortSignal): Promise<void> {
@@ -159,9 +175,7 @@ export async function bridgeChannelToStream (options: ChannelToStreamOptions): P
   const js = jetstream(options.nats)
   await ensureStream(await jetstreamManager(options.nats, { checkAPI: false }), options.stream, subject, checkInteger('replicas', options.replicas ?? 1, 1, 5))
   const consumer = Consumer.open(options.channel, { codec: 'bytes', capacity: options.capacity, maxMessageSize: Infinity })
-  const header = headerOf(options.channel)
-  const cursor = Cursor.open(`${options.channel.replace(/^\//, '')}.nats-out`)
-  const inode = inodeOf(options.channel)
+  const { header, cursor, inode } = openBeside(options.channel, consumer, 'nats-out')
   const stopper = new AbortController()
   let forwarded = 0
 
@@ -226,9 +240,7 @@ export async function bridgeStreamToChannel (options: StreamToChannelOptions): P
   const jsm = await jetstreamManager(options.nats, { checkAPI: false })
   await ensureStream(jsm, options.stream, subject, checkInteger('replicas', options.replicas ?? 1, 1, 5))
   const producer = Producer.open(options.channel, { codec: 'bytes', capacity: options.capacity })
-  const header = headerOf(options.channel)
-  const cursor = Cursor.open(`${options.channel.replace(/^\//, '')}.nats-in`)
-  const inode = inodeOf(options.channel)
+  const { header, cursor, inode } = openBeside(options.channel, producer, 'nats-in')
   const maxPayload = L.maxRecordPayload(producer.capacity)
   const stopper = new AbortController()
   let forwarded = 0

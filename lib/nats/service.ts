@@ -23,7 +23,7 @@ import type { NatsConnection, Msg, Subscription } from '@nats-io/transport-node'
 import { headers as natsHeaders } from '@nats-io/transport-node'
 
 import { resolveCodec, type Codec } from '../codecs'
-import { AbortError, RemoteError, ShmChannelError } from '../errors'
+import { AbortError, RemoteError, ShmChannelError, invalidType } from '../errors'
 import { checkTimeout } from '../options'
 import { checkName } from '../platform/region'
 import { connect as connectLocal, type Client } from '../rpc/client'
@@ -118,13 +118,13 @@ export class NatsService<Req = unknown, Res = unknown> {
 
 /** Serves `name` on this machine and over NATS (see the top of this file). */
 export function serve<Req = unknown, Res = unknown> (name: string, handler: Handler<Req, Res>, options: NatsServeOptions<Req, Res>): NatsService<Req, Res> {
-  if (options?.nats === undefined) throw new TypeError('"nats" must be a connection from @nats-io/transport-node')
+  if (typeof options?.nats?.publish !== 'function') throw invalidType('nats', 'a connection from @nats-io/transport-node', options?.nats)
   return new NatsService(name, handler, options)
 }
 
 /** A client of `name`: local when the service listens on this machine (unless `local: 'never'`), over NATS otherwise. */
 export async function connect<Req = unknown, Res = unknown> (name: string, options: NatsConnectOptions<Req, Res>): Promise<ServiceClient<Req, Res>> {
-  if (options?.nats === undefined) throw new TypeError('"nats" must be a connection from @nats-io/transport-node')
+  if (typeof options?.nats?.publish !== 'function') throw invalidType('nats', 'a connection from @nats-io/transport-node', options?.nats)
   const { nats, subject, local, ...rest } = options
   const shm = checkName(name)
   if (local !== 'never' && fs.existsSync(path.join('/dev/shm', shm.slice(1)))) {

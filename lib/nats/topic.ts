@@ -18,6 +18,7 @@ import { Publisher } from '../pubsub/publisher'
 import { Subscriber } from '../pubsub/subscriber'
 import type { TopicOptions } from '../pubsub/publisher'
 import { checkName } from '../platform/region'
+import { invalidType } from '../errors'
 
 /** Header naming the host and topic a mirrored message comes from. */
 export const ORIGIN_HEADER = 'Shm-Channel-Origin'
@@ -48,10 +49,10 @@ function originOf (topic: string): string {
 }
 
 function check (options: TopicMirrorOptions): void {
-  if (options === null || typeof options !== 'object') throw new TypeError('options must be an object')
-  if (options.nats === undefined || typeof options.nats.publish !== 'function') throw new TypeError('"nats" must be a connection from @nats-io/transport-node')
+  if (options === null || typeof options !== 'object') throw invalidType('options', 'an object', options)
+  if (typeof options.nats?.publish !== 'function') throw invalidType('nats', 'a connection from @nats-io/transport-node', options.nats)
   checkName(options.topic)
-  if (typeof options.subject !== 'string' || options.subject === '') throw new TypeError('"subject" must be a non-empty string')
+  if (typeof options.subject !== 'string' || options.subject === '') throw invalidType('subject', 'a non-empty string', options.subject)
 }
 
 /**
