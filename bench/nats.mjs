@@ -67,7 +67,7 @@ async function freePort () {
   return await new Promise((resolve, reject) => {
     const server = net.createServer()
     server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => { const { port } = server.address(); server.close(() => resolve(port)) })
+    server.listen(0, '127.0.0.1', () => { const { port } = /** @type {import('node:net').AddressInfo} */ (server.address()); server.close(() => resolve(port)) })
   })
 }
 
@@ -182,6 +182,7 @@ async function main () {
   const name = `shmch-bench-nats-${process.pid}`
   const nc = await natsConnect({ servers: server.url })
   const child = fork(new URL(import.meta.url).pathname, ['server', server.url, name])
+  /** @type {any[]} */
   const rows = []
   try {
     await untilMessage(child, 'ready')

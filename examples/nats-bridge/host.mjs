@@ -36,6 +36,7 @@ if (role === 'producer') {
 } else {
   // Host B: the bridge fills a local channel from the stream; the application reads it locally.
   const channel = `orders-b-${runId}`
+  /** @type {Consumer<{ id: number, item: string, qty: number }>} */
   const consumer = Consumer.open(channel, { fresh: true })
   const bridge = await bridgeStreamToChannel({ nats, channel, stream })
   let received = 0

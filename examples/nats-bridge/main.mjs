@@ -23,7 +23,7 @@ async function freePort () {
   return await new Promise((resolve, reject) => {
     const server = net.createServer()
     server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => { const { port } = server.address(); server.close(() => resolve(port)) })
+    server.listen(0, '127.0.0.1', () => { const { port } = /** @type {import('node:net').AddressInfo} */ (server.address()); server.close(() => resolve(port)) })
   })
 }
 
@@ -61,12 +61,12 @@ try {
     const child = fork(new URL('./host.mjs', import.meta.url), [role, url, String(orders), String(process.pid)])
     hosts.push(child)
     return new Promise((resolve, reject) => {
-      child.on('message', (m) => { if (m.type === 'done') resolve(m) })
+      child.on('message', (/** @type {any} */ m) => { if (m.type === 'done') resolve(m) })
       child.once('exit', (code) => { if (code !== 0) reject(new Error(`${role} exited with code ${code}`)) })
     })
   }
   const start = performance.now()
-  const [a, b] = await Promise.all([run('producer', `nats://127.0.0.1:${portA}`), run('consumer', `nats://127.0.0.1:${portB}`)])
+  const [a, b] = /** @type {any[]} */ (await Promise.all([run('producer', `nats://127.0.0.1:${portA}`), run('consumer', `nats://127.0.0.1:${portB}`)]))
   const seconds = (performance.now() - start) / 1000
   console.log(`host A (server :${portA}): sent ${a.sent} orders through its bridge`)
   console.log(`host B (server :${portB}): received ${b.received} orders, in order: ${b.inOrder}, duplicates: ${b.duplicates}`)
