@@ -24,6 +24,7 @@ ONCE_ONLY=(
   test/kv/*.test.ts
   test/fanin/*.test.ts
   test/pubsub/*.test.ts
+  test/nats/*.test.ts
   test/interop/*.test.ts
   test/channel/crash.peer-death.test.ts
   test/channel/crash.in-flight.test.ts

@@ -19,6 +19,7 @@ import {
 } from './inspect'
 import { describeFanIn, inspectFanIn, type FanInSnapshot } from '../fanin/inspect'
 import { describeTopic, inspectTopic, type TopicSnapshot } from '../pubsub/inspect'
+import { BRIDGE_USAGE, bridgeCommand } from '../nats/command'
 
 /** Exit codes, stable for scripts (also listed in the usage text). */
 export const EXIT_OK = 0
@@ -65,7 +66,7 @@ Commands:
       Read every record again; list damaged stretches (exit 1 if any).
   kv-compact PATH
       Rewrite the store's live records into a new file that replaces it.
-  help [COMMAND]
+${BRIDGE_USAGE}  help [COMMAND]
       This text.
 
 Options:
@@ -119,6 +120,8 @@ const COMMANDS: Record<string, Command> = {
   'kv-dump': { options: { json: 'boolean' }, positionals: ['PATH'], run: kvDump },
   'kv-verify': { options: { json: 'boolean' }, positionals: ['PATH'], run: kvVerify },
   'kv-compact': { options: {}, positionals: ['PATH'], run: kvCompact },
+  // Loads the NATS packages only when run (shm-channel/nats, docs/nats.md).
+  bridge: { options: { server: 'string', stream: 'string', subject: 'string' }, positionals: ['DIRECTION', 'CHANNEL'], run: async (args, io) => await bridgeCommand(args, io) },
   help: { options: {}, positionals: ['COMMAND?'], run: (_args, io) => { io.stdout.write(USAGE); return EXIT_OK } }
 }
 
