@@ -10,7 +10,7 @@ import type { Codec } from '../codecs'
 import { AbortError, ShmChannelError, invalidValue } from '../errors'
 import { checkTimeout } from '../options'
 import { isAlive } from '../platform/liveness'
-import { DEFAULT_CAPACITY, checkCapacity } from '../channel/options'
+import { checkCapacity } from '../channel/options'
 import type { Consumer } from '../channel/consumer'
 import type { Producer } from '../channel/producer'
 import { Duplex, type DuplexOptions } from './duplex'
@@ -18,8 +18,8 @@ import {
   FLAG_NO_VALUE, FRAME_HEADER_SIZE, FRAME_KIND, FRAME_STATUS, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, STATUS_OK,
   decodeValue, malformed, putHeader, readId, remoteError, writeFrame
 } from './frames'
-import { Ticket, reclaimListener } from './ticket'
-import { common, connectionName, serviceName, type ConnectionOptions, type ConnectOptions, type RequestOptions } from './options'
+import { Ticket, reclaimListener, type Bell } from './ticket'
+import { DEFAULT_RPC_CAPACITY, common, connectionName, serviceName, type ConnectionOptions, type ConnectOptions, type RequestOptions } from './options'
 
 export type { ConnectOptions, RequestOptions } from './options'
 
@@ -62,6 +62,10 @@ interface Link {
   duplex: Duplex<Uint8Array, Uint8Array>
   producer: Producer<Uint8Array>
   consumer: Consumer<Uint8Array>
+  /** Tells the server a request (or the close) is waiting: the server reads no connection that did not ring. */
+  bell: Bell
+  /** Sends the channel has not published yet (waiting for room, or going in fragments): the connection streams while > 0. */
+  slowSends: number
   server: { pid: number, startTime: number }
 }
 
@@ -76,7 +80,7 @@ async function openLink (settings: Settings, signal: AbortSignal | undefined): P
     if (ticket.server.codec !== codec.name) {
       throw invalidValue('codec', `must be the server's: ${shm} uses ${JSON.stringify(ticket.server.codec)}, this client ${JSON.stringify(codec.name)}`)
     }
-    const capacity = settings.capacity ?? (ticket.server.capacity !== 0 ? ticket.server.capacity : DEFAULT_CAPACITY)
+    const capacity = settings.capacity ?? (ticket.server.capacity !== 0 ? ticket.server.capacity : DEFAULT_RPC_CAPACITY)
     duplex = Duplex.connect<Uint8Array, Uint8Array>(connection, { ...channel, capacity })
     ticket.ready()
     const answer = await ticket.answer(deadline, signal, settings.peerCheckInterval)
@@ -90,8 +94,8 @@ async function openLink (settings: Settings, signal: AbortSignal | undefined): P
     ticket.release()
     throw err
   }
-  ticket.release()
-  return { connection, duplex, producer: duplex.producer, consumer: duplex.consumer, server: ticket.server }
+  const bell = ticket.release() as Bell // accepted: the ticket hands over the listener
+  return { connection, duplex, producer: duplex.producer, consumer: duplex.consumer, bell, slowSends: 0, server: ticket.server }
 }
 
 /** `promise`, or ERR_TIMEOUT after `timeout` ms, or an AbortError when `signal` aborts, whichever comes first. */
@@ -234,14 +238,30 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
         signal.addEventListener('abort', pending.onAbort, { once: true })
       }
       try {
-        const sent = writeFrame(this.#link.producer, KIND_REQUEST, STATUS_OK, payload === undefined ? FLAG_NO_VALUE : 0, id, payload)
-        sent?.catch((err: unknown) => { this.#settle(id)?.reject(this.#translate(err)) })
+        const link = this.#link
+        const sent = writeFrame(link.producer, KIND_REQUEST, STATUS_OK, payload === undefined ? FLAG_NO_VALUE : 0, id, payload)
+        if (sent === undefined) link.bell.ring()
+        else this.#sendSlowly(link, sent, id)
       } catch (err) {
         this.#settle(id)
         reject(this.#translate(err))
         return
       }
       this.#startReading()
+    })
+  }
+
+  /**
+   * A request the channel publishes later, when there is room: the
+   * connection streams (the server follows its channel) until the last such
+   * send is out, then rings as for any request.
+   */
+  #sendSlowly (link: Link, sent: Promise<void>, id: number): void {
+    if (link.slowSends++ === 0) link.bell.streaming(true)
+    link.bell.ring()
+    sent.then(undefined, (err: unknown) => { this.#settle(id)?.reject(this.#translate(err)) }).finally(() => {
+      if (--link.slowSends === 0) link.bell.streaming(false)
+      link.bell.ring()
     })
   }
 
@@ -259,6 +279,8 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     const link = await openLink(this.#settings, undefined)
     if (this.#closed) {
       link.duplex.close()
+      link.bell.ring()
+      link.bell.close()
       throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
     }
     this.#link = link
@@ -297,6 +319,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
       if (view !== null) {
         putHeader(view, KIND_CANCEL, STATUS_OK, 0, id)
         producer.commit()
+        this.#link.bell.ring()
       }
     } catch {}
   }
@@ -395,7 +418,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     this.#failure = failure
     for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(failure)
     clearInterval(this.#watchdog)
-    this.#link.duplex.close()
+    this.#hangUp()
     if (failure.code === 'ERR_PEER_DEAD') this.#cleanUpAfterServer()
     if (this.#settings.reconnect) this.emit('disconnect', failure)
     else this.emit('close', failure)
@@ -413,10 +436,18 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     clearInterval(this.#watchdog)
     // Without reconnect a broken connection has already emitted 'close'.
     const closeEmitted = this.#failure !== undefined && !this.#settings.reconnect
-    this.#link.duplex.close()
+    this.#hangUp()
     const { server } = this.#link
     if (!isAlive(server.pid, server.startTime)) this.#cleanUpAfterServer()
     if (!closeEmitted) this.emit('close', undefined)
+  }
+
+  /** Closes the connection's channels and rings, so the server reads the close; then lets go of the listener. */
+  #hangUp (): void {
+    const { duplex, bell } = this.#link
+    duplex.close()
+    bell.ring()
+    bell.close()
   }
 
   /** `using client = await connect(...)`: close() at the end of the scope. */
