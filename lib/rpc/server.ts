@@ -344,13 +344,18 @@ class Connection {
     this.#setup = setup
   }
 
-  /**
-   * Reads every whole request waiting now (up to maxInFlight running); the
-   * client's close or a broken frame ends the connection. Then follows the
-   * channel if the client streams.
-   */
+  /** The client rang (or there is room again): reads what is waiting, then follows the channel if the client streams. */
   visit (): void {
-    if (this.#ended) return
+    if (!this.#drain()) return
+    if (!this.#full && !this.#following && this.#setup.streaming(this.index)) void this.#follow()
+  }
+
+  /**
+   * Reads every whole request waiting now (up to maxInFlight running).
+   * False once the connection ended: the client's close, or a broken frame.
+   */
+  #drain (): boolean {
+    if (this.#ended) return false
     const consumer = this.#consumer
     const producer = this.#producer
     const max = this.#setup.maxInFlight
@@ -371,10 +376,10 @@ class Connection {
       consumer.release()
     } catch (err) {
       this.#failed(err)
-      return
+      return false
     }
     this.#full = this.#running.size >= max
-    if (!this.#full && !this.#following && this.#setup.streaming(this.index)) void this.#follow()
+    return true
   }
 
   /**
@@ -385,17 +390,14 @@ class Connection {
   async #follow (): Promise<void> {
     this.#following = true
     try {
-      while (!this.#ended && !this.#full && this.#setup.streaming(this.index)) {
+      while (!this.#full && this.#setup.streaming(this.index)) {
         let more = true
         try {
           more = await this.#consumer.readable({ timeout: FOLLOW_SLICE })
         } catch (err) {
           if ((err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
         }
-        this.#following = false // visit() must not start a second follower
-        this.visit()
-        this.#following = true
-        if (!more) break
+        if (!this.#drain() || !more) break
       }
     } catch (err) {
       this.#failed(err)
