@@ -115,6 +115,76 @@ async function bounded<T> (promise: Promise<T>, timeout: number, signal: AbortSi
   })
 }
 
+/** A client under watch: held through a WeakRef, so a client dropped without close() can still be collected. */
+type Watched = WeakRef<Client<any, any>>
+
+/**
+ * One timer per process and per peerCheckInterval for every client: an idle
+ * client looks at its server (late replies, a close, a death) without a
+ * timer of its own, and a server's liveness is checked once per round
+ * however many of its clients this process holds. The timers are unref()ed.
+ */
+class Watchdogs {
+  readonly #rounds = new Map<number, { timer: NodeJS.Timeout, clients: Set<Watched> }>()
+  readonly #intervals = new WeakMap<Watched, number>()
+  readonly #announcing = new Set<string>()
+
+  add (client: Client<any, any>, interval: number): Watched {
+    const watched = new WeakRef(client)
+    let round = this.#rounds.get(interval)
+    if (round === undefined) {
+      const clients = new Set<Watched>()
+      const timer = setInterval(() => { this.#round(clients) }, interval).unref()
+      round = { timer, clients }
+      this.#rounds.set(interval, round)
+    }
+    round.clients.add(watched)
+    this.#intervals.set(watched, interval)
+    return watched
+  }
+
+  remove (watched: Watched | undefined): void {
+    if (watched === undefined) return
+    const interval = this.#intervals.get(watched)
+    if (interval === undefined) return
+    this.#intervals.delete(watched)
+    const round = this.#rounds.get(interval)
+    round?.clients.delete(watched)
+    if (round !== undefined && round.clients.size === 0) {
+      clearInterval(round.timer)
+      this.#rounds.delete(interval)
+    }
+  }
+
+  /** A client found its server dead: every other client of this process on that server fails now, not at its own next look. */
+  serverDied (server: { pid: number, startTime: number }): void {
+    const key = `${server.pid}:${server.startTime}`
+    if (this.#announcing.has(key)) return // the clients failing now call this again: one pass does
+    this.#announcing.add(key)
+    try {
+      for (const { clients } of [...this.#rounds.values()]) {
+        for (const watched of [...clients]) {
+          const client = watched.deref()
+          if (client !== undefined) Client.serverDied(client, server)
+        }
+      }
+    } finally {
+      this.#announcing.delete(key)
+    }
+  }
+
+  #round (clients: Set<Watched>): void {
+    const verdicts = new Map<string, boolean>()
+    for (const watched of [...clients]) {
+      const client = watched.deref()
+      if (client === undefined) this.remove(watched)
+      else Client.watch(client, verdicts)
+    }
+  }
+}
+
+const watchdogs = new Watchdogs()
+
 export interface ClientEvents {
   /**
    * The client ended, once: `error` is undefined after close(), else why
@@ -161,8 +231,8 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   /** The connecting again that requests wait for, while it lasts. */
   #reconnecting: Promise<void> | undefined
   #closed = false
-  /** Looks at the server while no read loop runs; unref'd, so it keeps no process alive. */
-  #watchdog: NodeJS.Timeout | undefined
+  /** Looks at the server while no read loop runs (lib/rpc/client.ts, Watchdogs); keeps no process alive. */
+  #watchdog: Watched | undefined
 
   /** Use `connect()`. */
   constructor (settings: Settings, link: Link) {
@@ -180,15 +250,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   }
 
   #startWatchdog (): void {
-    // Through a WeakRef: a client dropped without close() can still be
-    // collected (its channels are then closed by their own finalizers).
-    const self = new WeakRef(this)
-    const watchdog: NodeJS.Timeout = setInterval(() => {
-      const client = self.deref()
-      if (client === undefined) clearInterval(watchdog)
-      else client.#watch()
-    }, this.#settings.peerCheckInterval).unref()
-    this.#watchdog = watchdog
+    this.#watchdog = watchdogs.add(this, this.#settings.peerCheckInterval)
   }
 
   /** Requests sent and not yet answered, timed out or cancelled. */
@@ -372,17 +434,29 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
    * Between requests: drops late replies, and notices a server that closed
    * the connection or died. While requests are pending the read loop does both.
    */
-  #watch (): void {
+  #watch (verdicts: Map<string, boolean>): void {
     if (this.#reading || this.#failure !== undefined || this.#closed) return
     const { consumer, server } = this.#link
     try {
       let frame: Buffer | undefined
       while ((frame = consumer.read()) !== undefined) this.#onFrame(frame)
       consumer.release()
-      if (!isAlive(server.pid, server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
+      // One look at /proc per server per round, however many of its clients this process holds.
+      const key = `${server.pid}:${server.startTime}`
+      let alive = verdicts.get(key)
+      if (alive === undefined) {
+        alive = isAlive(server.pid, server.startTime)
+        verdicts.set(key, alive)
+      }
+      if (!alive) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
     } catch (err) {
       this.#fail(this.#translate(err))
     }
+  }
+
+  /** For Watchdogs only. */
+  static watch (client: Client<any, any>, verdicts: Map<string, boolean>): void {
+    client.#watch(verdicts)
   }
 
   #onFrame (frame: Buffer): void {
@@ -417,11 +491,20 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     const failure = err instanceof ShmChannelError ? err : new ShmChannelError('ERR_DECODE', (err as Error).message, { cause: err })
     this.#failure = failure
     for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(failure)
-    clearInterval(this.#watchdog)
+    watchdogs.remove(this.#watchdog)
     this.#hangUp()
     if (failure.code === 'ERR_PEER_DEAD') this.#cleanUpAfterServer()
     if (this.#settings.reconnect) this.emit('disconnect', failure)
     else this.emit('close', failure)
+    // The other clients of this process on the same server need not each find out.
+    if (failure.code === 'ERR_PEER_DEAD') watchdogs.serverDied(this.#link.server)
+  }
+
+  /** For Watchdogs only: fails `client` if its connection is to `server`, which died. */
+  static serverDied (client: Client<any, any>, server: { pid: number, startTime: number }): void {
+    const ours = client.#link.server
+    if (client.#failure !== undefined || client.#closed || ours.pid !== server.pid || ours.startTime !== server.startTime) return
+    client.#fail(client.#translate(new ShmChannelError('ERR_PEER_DEAD', 'the server died')))
   }
 
   /**
@@ -433,7 +516,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     this.#closed = true
     const closed = new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
     for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(closed)
-    clearInterval(this.#watchdog)
+    watchdogs.remove(this.#watchdog)
     // Without reconnect a broken connection has already emitted 'close'.
     const closeEmitted = this.#failure !== undefined && !this.#settings.reconnect
     this.#hangUp()
