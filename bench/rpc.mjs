@@ -356,7 +356,7 @@ function scaleClient () {
         process.send({ mean: sum / samples.length, p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) })
       } else if (message.load !== undefined) {
         const clients = []
-        for (let i = 0; i < message.count; i++) clients.push(message.load === 'shm' ? await shmClient(message.name, 'adaptive') : await unixClient(message.name))
+        for (let i = 0; i < message.count; i++) clients.push(message.load === 'unix' ? await unixClient(message.name) : await shmClient(message.name, message.load === 'shm' ? 'adaptive' : 'block'))
         process.send({ loaded: true })
         await new Promise((resolve) => process.once('message', resolve))
         let done = 0
@@ -427,8 +427,10 @@ async function scale () {
   console.error(`  ${loaded.clients} idle: ${loaded.threads} threads, ${loaded.cpuPercent.toFixed(2)} % CPU, /dev/shm ${(shm / 2 ** 20).toFixed(1)} MiB; one active p50 ${busy.p50.toFixed(1)} µs`)
   await Promise.all(clients.map((child) => ask(child, { close: true })))
   const throughput = {}
-  for (const kind of ['shm', 'unix']) {
-    await Promise.all(clients.map((child) => ask(child, { load: kind, name: kind === 'shm' ? name : socketPath, count: ACTIVE / PROCESSES, ms: LOAD_MS })))
+  // 'shm': clients waiting 'adaptive' (the default: each spins up to 50 µs on
+  // its process's event loop before sleeping); 'shm-block': clients that sleep at once.
+  for (const kind of ['shm', 'shm-block', 'unix']) {
+    await Promise.all(clients.map((child) => ask(child, { load: kind, name: kind === 'unix' ? socketPath : name, count: ACTIVE / PROCESSES, ms: LOAD_MS })))
     const done = await Promise.all(clients.map((child) => ask(child, {})))
     throughput[kind] = done.reduce((sum, d) => sum + d.done, 0) / (LOAD_MS / 1000)
     console.error(`  ${ACTIVE} active over ${kind}: ${throughput[kind].toFixed(0)} req/s`)
@@ -449,7 +451,10 @@ async function scale () {
   console.log('|---|---:|---:|---:|')
   console.log(`| alone | ${quiet.mean.toFixed(1)} | ${quiet.p50.toFixed(1)} | ${quiet.p99.toFixed(1)} |`)
   console.log(`| with ${loaded.clients} connected | ${busy.mean.toFixed(1)} | ${busy.p50.toFixed(1)} | ${busy.p99.toFixed(1)} |`)
-  console.log(`\np50 ratio ${(busy.p50 / quiet.p50).toFixed(2)}x, p99/p50 ${(busy.p99 / busy.p50).toFixed(1)}x; ${ACTIVE} active clients in ${PROCESSES} processes: ${throughput.shm.toFixed(0)} req/s over shm-channel, ${throughput.unix.toFixed(0)} over a Unix socket (${(throughput.shm / throughput.unix).toFixed(2)}x)`)
+  console.log(`\np50 ratio ${(busy.p50 / quiet.p50).toFixed(2)}x, p99/p50 ${(busy.p99 / busy.p50).toFixed(1)}x`)
+  console.log(`\n| ${ACTIVE} active clients in ${PROCESSES} processes | req/s | × Unix socket |`)
+  console.log('|---|---:|---:|')
+  for (const kind of ['shm', 'shm-block', 'unix']) console.log(`| ${kind === 'shm' ? 'shm-channel rpc (adaptive)' : kind === 'shm-block' ? 'shm-channel rpc (block)' : 'Unix socket'} | ${throughput[kind].toFixed(0)} | ${(throughput[kind] / throughput.unix).toFixed(2)} |`)
   const results = {
     node: process.version,
     date: new Date().toISOString(),
@@ -458,7 +463,7 @@ async function scale () {
     quick,
     idle: { zero, loaded, shmBytes: shm, connectSeconds },
     latency: { alone: quiet, withIdle: busy, p50Ratio: busy.p50 / quiet.p50, p99OverP50: busy.p99 / busy.p50 },
-    throughput: { active: ACTIVE, processes: PROCESSES, seconds: LOAD_MS / 1000, shm: throughput.shm, unix: throughput.unix, ratio: throughput.shm / throughput.unix }
+    throughput: { active: ACTIVE, processes: PROCESSES, seconds: LOAD_MS / 1000, shm: throughput.shm, shmBlock: throughput['shm-block'], unix: throughput.unix, ratio: throughput.shm / throughput.unix, blockRatio: throughput['shm-block'] / throughput.unix }
   }
   fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
   const file = new URL('./results/rpc-scale.json', import.meta.url)
