@@ -43,6 +43,8 @@ export class Listener {
   readonly #freeIndexes: number[] = []
   /** The doorbell as the last scan saw it: a change means a client readied a slot (or rang). */
   #seen = 0
+  /** How the server waits on the doorbell; made at the first wait. */
+  #spec: WaitSpec | undefined
   closed = false
 
   private constructor (region: Region, slots: number, bits: number) {
@@ -87,8 +89,6 @@ export class Listener {
     for (let w = visit; w < visit + words; w++) if (Atomics.load(h, w) !== 0) return true
     return false
   }
-
-  #spec: WaitSpec | undefined
 
   /**
    * Waits until a client rings or sets a visit bit (spinning first, then
