@@ -313,7 +313,7 @@ function scaleServer (name, socketPath) {
     })
     socket.on('error', () => {})
   }).listen(socketPath, () => { process.send({ ready: true }) })
-  process.on('message', async (message) => {
+  process.on('message', async (/** @type {any} */ message) => {
     if (message.cost !== undefined) {
       // CPU over `message.cost` ms of idleness, then threads and memory.
       const before = process.cpuUsage()
@@ -334,7 +334,7 @@ function scaleServer (name, socketPath) {
 /** Holds connections for the parent: idle ones, one that measures latency, or several under load. */
 function scaleClient () {
   let idle = []
-  process.on('message', async (message) => {
+  process.on('message', async (/** @type {any} */ message) => {
     try {
       if (message.connect !== undefined) {
         for (let i = 0; i < message.count; i++) idle.push(await connect(message.connect, { timeout: 30_000 }))
