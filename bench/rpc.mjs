@@ -1,7 +1,7 @@
 // Request/response between two Node processes: shm-channel's serve/connect
 // against what a sidecar would otherwise use, in the same run.
 //
-//   node bench/rpc.mjs [--quick]
+//   node bench/rpc.mjs [--quick] [--scale]
 //
 // Every transport carries the same small JSON request ({ op, id, text }) to
 // an echo handler in a child process and back:
@@ -16,6 +16,14 @@
 // "sequential": one request at a time, latency percentiles of the round trip.
 // "in flight": 64 requests outstanding at all times, requests per second.
 // Prints a Markdown table and writes bench/results/rpc.json.
+//
+// Then the server at scale (--scale: only this), in a server process that
+// also runs a 100 ms timer and an IPC channel to its parent (a real process,
+// not a quiet one): its threads, idle CPU, RSS and /dev/shm with 0 and 1,000
+// idle clients (in 4 processes); the round trip of one active client alone
+// and with the 1,000 connected; and requests/s of 64 active clients in 4
+// processes against the same load over a Unix socket. Writes
+// bench/results/rpc-scale.json.
 import { fork } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
@@ -31,11 +39,16 @@ const IN_FLIGHT = 64
 const CONCURRENT = quick ? 5_000 : 30_000
 
 const echo = (request) => request
+const scaleOnly = process.argv.includes('--scale')
 
 // ---------------------------------------------------------------------------
 // The server process
 
-if (process.argv[2] === 'server') {
+if (process.argv[2] === 'scale-server') {
+  scaleServer(process.argv[3], process.argv[4])
+} else if (process.argv[2] === 'scale-client') {
+  scaleClient()
+} else if (process.argv[2] === 'server') {
   const [name, socketPath] = process.argv.slice(3)
   const servers = [
     serve(`${name}-adaptive`, echo, { wait: 'adaptive' }),
@@ -85,7 +98,8 @@ if (process.argv[2] === 'server') {
     web.closeAllConnections()
   })
 } else {
-  await main()
+  if (!scaleOnly) await main()
+  await scale()
 }
 
 // ---------------------------------------------------------------------------
@@ -265,6 +279,194 @@ async function main () {
   }
   fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
   const file = new URL('./results/rpc.json', import.meta.url)
+  fs.writeFileSync(`${file.pathname}.${process.pid}.tmp`, JSON.stringify(results, null, 2) + '\n')
+  fs.renameSync(`${file.pathname}.${process.pid}.tmp`, file.pathname)
+}
+
+// ---------------------------------------------------------------------------
+// At scale
+
+/** Serves echo on the rpc server and a Unix socket; answers the parent's questions about its own cost. */
+function scaleServer (name, socketPath) {
+  const server = serve(name, echo)
+  // Neighbours on the event loop, as in a real process: a timer, IPC.
+  let ticks = 0
+  const timer = setInterval(() => { ticks++ }, 100)
+  const unix = net.createServer((socket) => {
+    socket.setNoDelay(true)
+    let pending = Buffer.alloc(0)
+    socket.on('data', (chunk) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
+      let offset = 0
+      const out = []
+      while (pending.length - offset >= 4) {
+        const length = pending.readUInt32LE(offset)
+        if (pending.length - offset - 4 < length) break
+        const reply = Buffer.from(JSON.stringify(echo(JSON.parse(pending.toString('utf8', offset + 4, offset + 4 + length)))))
+        const header = Buffer.allocUnsafe(4)
+        header.writeUInt32LE(reply.length, 0)
+        out.push(header, reply)
+        offset += 4 + length
+      }
+      pending = pending.subarray(offset)
+      if (out.length > 0) socket.write(Buffer.concat(out))
+    })
+    socket.on('error', () => {})
+  }).listen(socketPath, () => { process.send({ ready: true }) })
+  process.on('message', async (/** @type {any} */ message) => {
+    if (message.cost !== undefined) {
+      // CPU over `message.cost` ms of idleness, then threads and memory.
+      const before = process.cpuUsage()
+      const t0 = performance.now()
+      await new Promise((resolve) => setTimeout(resolve, message.cost))
+      const used = process.cpuUsage(before)
+      const cpuPercent = (used.user + used.system) / 1000 / (performance.now() - t0) * 100
+      process.send({ cpuPercent, threads: fs.readdirSync('/proc/self/task').length, rss: process.memoryUsage().rss, clients: server.clients.length, ticks })
+    }
+  })
+  process.on('disconnect', () => {
+    clearInterval(timer)
+    server.close()
+    unix.close()
+  })
+}
+
+/** Holds connections for the parent: idle ones, one that measures latency, or several under load. */
+function scaleClient () {
+  let idle = []
+  process.on('message', async (/** @type {any} */ message) => {
+    try {
+      if (message.connect !== undefined) {
+        for (let i = 0; i < message.count; i++) idle.push(await connect(message.connect, { timeout: 30_000 }))
+        process.send({ connected: idle.length })
+      } else if (message.latency !== undefined) {
+        const client = await connect(message.latency, { timeout: 30_000 })
+        const request = (id) => ({ op: 'echo', id, text: 'hello, sidecar' })
+        for (let i = 0; i < message.warmup; i++) await client.request(request(i))
+        const samples = new Float64Array(message.count)
+        for (let i = 0; i < message.count; i++) {
+          const t = performance.now()
+          await client.request(request(i))
+          samples[i] = (performance.now() - t) * 1000
+        }
+        client.close()
+        let sum = 0
+        for (const x of samples) sum += x
+        samples.sort()
+        process.send({ mean: sum / samples.length, p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) })
+      } else if (message.load !== undefined) {
+        const clients = []
+        for (let i = 0; i < message.count; i++) clients.push(message.load === 'unix' ? await unixClient(message.name) : await shmClient(message.name, message.load === 'shm' ? 'adaptive' : 'block'))
+        process.send({ loaded: true })
+        await new Promise((resolve) => process.once('message', resolve))
+        let done = 0
+        const until = performance.now() + message.ms
+        await Promise.all(clients.map(async (client) => {
+          let id = 0
+          while (performance.now() < until) {
+            await client.request({ op: 'echo', id: id++, text: 'hello, sidecar' })
+            done++
+          }
+        }))
+        for (const client of clients) client.close()
+        process.send({ done })
+      } else if (message.close !== undefined) {
+        for (const client of idle) client.close()
+        idle = []
+        process.send({ closed: true })
+      }
+    } catch (err) {
+      process.send({ error: String(err?.stack ?? err) })
+    }
+  })
+  process.on('disconnect', () => { for (const client of idle) client.close() })
+}
+
+function shmBytes (prefix) {
+  let total = 0
+  for (const entry of fs.readdirSync('/dev/shm')) {
+    if (!entry.startsWith(prefix)) continue
+    try { total += fs.statSync(path.join('/dev/shm', entry)).blocks * 512 } catch {}
+  }
+  return total
+}
+
+async function scale () {
+  const IDLE = quick ? 200 : 1000
+  const PROCESSES = 4
+  const ACTIVE = 64
+  const LATENCY = quick ? 2_000 : 10_000
+  const LOAD_MS = quick ? 1_000 : 3_000
+  const name = `bench-rpc-scale-${process.pid}`
+  const socketPath = path.join(os.tmpdir(), `${name}.sock`)
+  const loadavg = os.loadavg()
+  const server = fork(new URL(import.meta.url), ['scale-server', name, socketPath])
+  const clients = Array.from({ length: PROCESSES }, () => fork(new URL(import.meta.url), ['scale-client']))
+  process.on('exit', () => {
+    for (const child of [server, ...clients]) child.kill('SIGKILL')
+    try { fs.unlinkSync(socketPath) } catch {}
+  })
+  const ask = (child, message) => new Promise((resolve, reject) => {
+    child.once('message', (answer) => answer.error !== undefined ? reject(new Error(answer.error)) : resolve(answer))
+    if (message !== undefined) child.send(message)
+  })
+  await ask(server)
+  const IDLE_MS = 5_000
+  console.error(`at scale: ${IDLE} idle clients in ${PROCESSES} processes`)
+  const zero = await ask(server, { cost: IDLE_MS })
+  await ask(clients[0], { latency: name, count: LATENCY, warmup: 1_000 }) // warms up both processes' code
+  const quiet = await ask(clients[0], { latency: name, count: LATENCY, warmup: 1_000 })
+  console.error(`  0 idle: ${zero.threads} threads, ${zero.cpuPercent.toFixed(2)} % CPU; one client p50 ${quiet.p50.toFixed(1)} µs`)
+  const t0 = performance.now()
+  await Promise.all(clients.map((child) => ask(child, { connect: name, count: IDLE / PROCESSES })))
+  const connectSeconds = (performance.now() - t0) / 1000
+  await new Promise((resolve) => setTimeout(resolve, 2_000)) // let connecting settle
+  const loaded = await ask(server, { cost: IDLE_MS })
+  const shm = shmBytes(name)
+  const busy = await ask(clients[0], { latency: name, count: LATENCY, warmup: 1_000 })
+  console.error(`  ${loaded.clients} idle: ${loaded.threads} threads, ${loaded.cpuPercent.toFixed(2)} % CPU, /dev/shm ${(shm / 2 ** 20).toFixed(1)} MiB; one active p50 ${busy.p50.toFixed(1)} µs`)
+  await Promise.all(clients.map((child) => ask(child, { close: true })))
+  const throughput = {}
+  // 'shm': clients waiting 'adaptive' (the default: each spins up to 50 µs on
+  // its process's event loop before sleeping); 'shm-block': clients that sleep at once.
+  for (const kind of ['shm', 'shm-block', 'unix']) {
+    await Promise.all(clients.map((child) => ask(child, { load: kind, name: kind === 'unix' ? socketPath : name, count: ACTIVE / PROCESSES, ms: LOAD_MS })))
+    const done = await Promise.all(clients.map((child) => ask(child, {})))
+    throughput[kind] = done.reduce((sum, d) => sum + d.done, 0) / (LOAD_MS / 1000)
+    console.error(`  ${ACTIVE} active over ${kind}: ${throughput[kind].toFixed(0)} req/s`)
+  }
+  for (const child of clients) child.disconnect()
+  server.disconnect()
+  await new Promise((resolve) => server.once('exit', resolve))
+  try { fs.unlinkSync(socketPath) } catch {}
+
+  const MiB = (n) => (n / 2 ** 20).toFixed(1)
+  console.log(`\nServer at scale (load average ${loadavg.map((x) => x.toFixed(2)).join(' ')} at start, ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} at end)\n`)
+  console.log('| idle clients | server threads | server RSS | /dev/shm | server idle CPU |')
+  console.log('|---:|---:|---:|---:|---:|')
+  console.log(`| 0 | ${zero.threads} | ${MiB(zero.rss)} MiB | — | ${zero.cpuPercent.toFixed(2)} % |`)
+  console.log(`| ${loaded.clients} | ${loaded.threads} | ${MiB(loaded.rss)} MiB | ${MiB(shm)} MiB | ${loaded.cpuPercent.toFixed(2)} % |`)
+  console.log(`\n${loaded.clients} clients connected in ${connectSeconds.toFixed(1)} s.\n`)
+  console.log('| one active client | mean µs | p50 µs | p99 µs |')
+  console.log('|---|---:|---:|---:|')
+  console.log(`| alone | ${quiet.mean.toFixed(1)} | ${quiet.p50.toFixed(1)} | ${quiet.p99.toFixed(1)} |`)
+  console.log(`| with ${loaded.clients} connected | ${busy.mean.toFixed(1)} | ${busy.p50.toFixed(1)} | ${busy.p99.toFixed(1)} |`)
+  console.log(`\np50 ratio ${(busy.p50 / quiet.p50).toFixed(2)}x, p99/p50 ${(busy.p99 / busy.p50).toFixed(1)}x`)
+  console.log(`\n| ${ACTIVE} active clients in ${PROCESSES} processes | req/s | × Unix socket |`)
+  console.log('|---|---:|---:|')
+  for (const kind of ['shm', 'shm-block', 'unix']) console.log(`| ${kind === 'shm' ? 'shm-channel rpc (adaptive)' : kind === 'shm-block' ? 'shm-channel rpc (block)' : 'Unix socket'} | ${throughput[kind].toFixed(0)} | ${(throughput[kind] / throughput.unix).toFixed(2)} |`)
+  const results = {
+    node: process.version,
+    date: new Date().toISOString(),
+    loadavgStart: loadavg,
+    loadavgEnd: os.loadavg(),
+    quick,
+    idle: { zero, loaded, shmBytes: shm, connectSeconds },
+    latency: { alone: quiet, withIdle: busy, p50Ratio: busy.p50 / quiet.p50, p99OverP50: busy.p99 / busy.p50 },
+    throughput: { active: ACTIVE, processes: PROCESSES, seconds: LOAD_MS / 1000, shm: throughput.shm, shmBlock: throughput['shm-block'], unix: throughput.unix, ratio: throughput.shm / throughput.unix, blockRatio: throughput['shm-block'] / throughput.unix }
+  }
+  fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
+  const file = new URL('./results/rpc-scale.json', import.meta.url)
   fs.writeFileSync(`${file.pathname}.${process.pid}.tmp`, JSON.stringify(results, null, 2) + '\n')
   fs.renameSync(`${file.pathname}.${process.pid}.tmp`, file.pathname)
 }

@@ -10,7 +10,7 @@ import type { Codec } from '../codecs'
 import { AbortError, ShmChannelError, invalidValue } from '../errors'
 import { checkTimeout } from '../options'
 import { isAlive } from '../platform/liveness'
-import { DEFAULT_CAPACITY, checkCapacity } from '../channel/options'
+import { checkCapacity } from '../channel/options'
 import type { Consumer } from '../channel/consumer'
 import type { Producer } from '../channel/producer'
 import { Duplex, type DuplexOptions } from './duplex'
@@ -18,8 +18,8 @@ import {
   FLAG_NO_VALUE, FRAME_HEADER_SIZE, FRAME_KIND, FRAME_STATUS, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, STATUS_OK,
   decodeValue, malformed, putHeader, readId, remoteError, writeFrame
 } from './frames'
-import { Ticket, reclaimListener } from './ticket'
-import { common, connectionName, serviceName, type ConnectionOptions, type ConnectOptions, type RequestOptions } from './options'
+import { Ticket, reclaimListener, type Bell } from './ticket'
+import { DEFAULT_RPC_CAPACITY, common, connectionName, serviceName, type ConnectionOptions, type ConnectOptions, type RequestOptions } from './options'
 
 export type { ConnectOptions, RequestOptions } from './options'
 
@@ -62,6 +62,10 @@ interface Link {
   duplex: Duplex<Uint8Array, Uint8Array>
   producer: Producer<Uint8Array>
   consumer: Consumer<Uint8Array>
+  /** Tells the server a request (or the close) is waiting: the server reads no connection that did not ring. */
+  bell: Bell
+  /** Sends the channel has not published yet (waiting for room, or going in fragments): the connection streams while > 0. */
+  slowSends: number
   server: { pid: number, startTime: number }
 }
 
@@ -76,7 +80,7 @@ async function openLink (settings: Settings, signal: AbortSignal | undefined): P
     if (ticket.server.codec !== codec.name) {
       throw invalidValue('codec', `must be the server's: ${shm} uses ${JSON.stringify(ticket.server.codec)}, this client ${JSON.stringify(codec.name)}`)
     }
-    const capacity = settings.capacity ?? (ticket.server.capacity !== 0 ? ticket.server.capacity : DEFAULT_CAPACITY)
+    const capacity = settings.capacity ?? (ticket.server.capacity !== 0 ? ticket.server.capacity : DEFAULT_RPC_CAPACITY)
     duplex = Duplex.connect<Uint8Array, Uint8Array>(connection, { ...channel, capacity })
     ticket.ready()
     const answer = await ticket.answer(deadline, signal, settings.peerCheckInterval)
@@ -90,8 +94,8 @@ async function openLink (settings: Settings, signal: AbortSignal | undefined): P
     ticket.release()
     throw err
   }
-  ticket.release()
-  return { connection, duplex, producer: duplex.producer, consumer: duplex.consumer, server: ticket.server }
+  const bell = ticket.release() as Bell // accepted: the ticket hands over the listener
+  return { connection, duplex, producer: duplex.producer, consumer: duplex.consumer, bell, slowSends: 0, server: ticket.server }
 }
 
 /** `promise`, or ERR_TIMEOUT after `timeout` ms, or an AbortError when `signal` aborts, whichever comes first. */
@@ -110,6 +114,76 @@ async function bounded<T> (promise: Promise<T>, timeout: number, signal: AbortSi
     promise.then((value) => { done(); resolve(value) }, (err: unknown) => { done(); reject(err) })
   })
 }
+
+/** A client under watch: held through a WeakRef, so a client dropped without close() can still be collected. */
+type Watched = WeakRef<Client<any, any>>
+
+/**
+ * One timer per process and per peerCheckInterval for every client: an idle
+ * client looks at its server (late replies, a close, a death) without a
+ * timer of its own, and a server's liveness is checked once per round
+ * however many of its clients this process holds. The timers are unref()ed.
+ */
+class Watchdogs {
+  readonly #rounds = new Map<number, { timer: NodeJS.Timeout, clients: Set<Watched> }>()
+  readonly #intervals = new WeakMap<Watched, number>()
+  readonly #announcing = new Set<string>()
+
+  add (client: Client<any, any>, interval: number): Watched {
+    const watched = new WeakRef(client)
+    let round = this.#rounds.get(interval)
+    if (round === undefined) {
+      const clients = new Set<Watched>()
+      const timer = setInterval(() => { this.#round(clients) }, interval).unref()
+      round = { timer, clients }
+      this.#rounds.set(interval, round)
+    }
+    round.clients.add(watched)
+    this.#intervals.set(watched, interval)
+    return watched
+  }
+
+  remove (watched: Watched | undefined): void {
+    if (watched === undefined) return
+    const interval = this.#intervals.get(watched)
+    if (interval === undefined) return
+    this.#intervals.delete(watched)
+    const round = this.#rounds.get(interval)
+    round?.clients.delete(watched)
+    if (round !== undefined && round.clients.size === 0) {
+      clearInterval(round.timer)
+      this.#rounds.delete(interval)
+    }
+  }
+
+  /** A client found its server dead: every other client of this process on that server fails now, not at its own next look. */
+  serverDied (server: { pid: number, startTime: number }): void {
+    const key = `${server.pid}:${server.startTime}`
+    if (this.#announcing.has(key)) return // the clients failing now call this again: one pass does
+    this.#announcing.add(key)
+    try {
+      for (const { clients } of [...this.#rounds.values()]) {
+        for (const watched of [...clients]) {
+          const client = watched.deref()
+          if (client !== undefined) Client.serverDied(client, server)
+        }
+      }
+    } finally {
+      this.#announcing.delete(key)
+    }
+  }
+
+  #round (clients: Set<Watched>): void {
+    const verdicts = new Map<string, boolean>()
+    for (const watched of [...clients]) {
+      const client = watched.deref()
+      if (client === undefined) this.remove(watched)
+      else Client.watch(client, verdicts)
+    }
+  }
+}
+
+const watchdogs = new Watchdogs()
 
 export interface ClientEvents {
   /**
@@ -157,8 +231,8 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   /** The connecting again that requests wait for, while it lasts. */
   #reconnecting: Promise<void> | undefined
   #closed = false
-  /** Looks at the server while no read loop runs; unref'd, so it keeps no process alive. */
-  #watchdog: NodeJS.Timeout | undefined
+  /** Looks at the server while no read loop runs (lib/rpc/client.ts, Watchdogs); keeps no process alive. */
+  #watchdog: Watched | undefined
 
   /** Use `connect()`. */
   constructor (settings: Settings, link: Link) {
@@ -176,15 +250,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   }
 
   #startWatchdog (): void {
-    // Through a WeakRef: a client dropped without close() can still be
-    // collected (its channels are then closed by their own finalizers).
-    const self = new WeakRef(this)
-    const watchdog: NodeJS.Timeout = setInterval(() => {
-      const client = self.deref()
-      if (client === undefined) clearInterval(watchdog)
-      else client.#watch()
-    }, this.#settings.peerCheckInterval).unref()
-    this.#watchdog = watchdog
+    this.#watchdog = watchdogs.add(this, this.#settings.peerCheckInterval)
   }
 
   /** Requests sent and not yet answered, timed out or cancelled. */
@@ -234,14 +300,30 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
         signal.addEventListener('abort', pending.onAbort, { once: true })
       }
       try {
-        const sent = writeFrame(this.#link.producer, KIND_REQUEST, STATUS_OK, payload === undefined ? FLAG_NO_VALUE : 0, id, payload)
-        sent?.catch((err: unknown) => { this.#settle(id)?.reject(this.#translate(err)) })
+        const link = this.#link
+        const sent = writeFrame(link.producer, KIND_REQUEST, STATUS_OK, payload === undefined ? FLAG_NO_VALUE : 0, id, payload)
+        if (sent === undefined) link.bell.ring()
+        else this.#sendSlowly(link, sent, id)
       } catch (err) {
         this.#settle(id)
         reject(this.#translate(err))
         return
       }
       this.#startReading()
+    })
+  }
+
+  /**
+   * A request the channel publishes later, when there is room: the
+   * connection streams (the server follows its channel) until the last such
+   * send is out, then rings as for any request.
+   */
+  #sendSlowly (link: Link, sent: Promise<void>, id: number): void {
+    if (link.slowSends++ === 0) link.bell.streaming(true)
+    link.bell.ring()
+    sent.then(undefined, (err: unknown) => { this.#settle(id)?.reject(this.#translate(err)) }).finally(() => {
+      if (--link.slowSends === 0) link.bell.streaming(false)
+      link.bell.ring()
     })
   }
 
@@ -259,6 +341,8 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     const link = await openLink(this.#settings, undefined)
     if (this.#closed) {
       link.duplex.close()
+      link.bell.ring()
+      link.bell.close()
       throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
     }
     this.#link = link
@@ -297,6 +381,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
       if (view !== null) {
         putHeader(view, KIND_CANCEL, STATUS_OK, 0, id)
         producer.commit()
+        this.#link.bell.ring()
       }
     } catch {}
   }
@@ -349,17 +434,29 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
    * Between requests: drops late replies, and notices a server that closed
    * the connection or died. While requests are pending the read loop does both.
    */
-  #watch (): void {
+  #watch (verdicts: Map<string, boolean>): void {
     if (this.#reading || this.#failure !== undefined || this.#closed) return
     const { consumer, server } = this.#link
     try {
       let frame: Buffer | undefined
       while ((frame = consumer.read()) !== undefined) this.#onFrame(frame)
       consumer.release()
-      if (!isAlive(server.pid, server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
+      // One look at /proc per server per round, however many of its clients this process holds.
+      const key = `${server.pid}:${server.startTime}`
+      let alive = verdicts.get(key)
+      if (alive === undefined) {
+        alive = isAlive(server.pid, server.startTime)
+        verdicts.set(key, alive)
+      }
+      if (!alive) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
     } catch (err) {
       this.#fail(this.#translate(err))
     }
+  }
+
+  /** For Watchdogs only. */
+  static watch (client: Client<any, any>, verdicts: Map<string, boolean>): void {
+    client.#watch(verdicts)
   }
 
   #onFrame (frame: Buffer): void {
@@ -394,11 +491,20 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     const failure = err instanceof ShmChannelError ? err : new ShmChannelError('ERR_DECODE', (err as Error).message, { cause: err })
     this.#failure = failure
     for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(failure)
-    clearInterval(this.#watchdog)
-    this.#link.duplex.close()
+    watchdogs.remove(this.#watchdog)
+    this.#hangUp()
     if (failure.code === 'ERR_PEER_DEAD') this.#cleanUpAfterServer()
     if (this.#settings.reconnect) this.emit('disconnect', failure)
     else this.emit('close', failure)
+    // The other clients of this process on the same server need not each find out.
+    if (failure.code === 'ERR_PEER_DEAD') watchdogs.serverDied(this.#link.server)
+  }
+
+  /** For Watchdogs only: fails `client` if its connection is to `server`, which died. */
+  static serverDied (client: Client<any, any>, server: { pid: number, startTime: number }): void {
+    const ours = client.#link.server
+    if (client.#failure !== undefined || client.#closed || ours.pid !== server.pid || ours.startTime !== server.startTime) return
+    client.#fail(client.#translate(new ShmChannelError('ERR_PEER_DEAD', 'the server died')))
   }
 
   /**
@@ -410,13 +516,21 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     this.#closed = true
     const closed = new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
     for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(closed)
-    clearInterval(this.#watchdog)
+    watchdogs.remove(this.#watchdog)
     // Without reconnect a broken connection has already emitted 'close'.
     const closeEmitted = this.#failure !== undefined && !this.#settings.reconnect
-    this.#link.duplex.close()
+    this.#hangUp()
     const { server } = this.#link
     if (!isAlive(server.pid, server.startTime)) this.#cleanUpAfterServer()
     if (!closeEmitted) this.emit('close', undefined)
+  }
+
+  /** Closes the connection's channels and rings, so the server reads the close; then lets go of the listener. */
+  #hangUp (): void {
+    const { duplex, bell } = this.#link
+    duplex.close()
+    bell.ring()
+    bell.close()
   }
 
   /** `using client = await connect(...)`: close() at the end of the scope. */

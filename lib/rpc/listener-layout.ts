@@ -7,19 +7,41 @@
  * name, holding a fixed number of client slots and a doorbell word. A client
  * takes a free slot, creates its own two channels (lib/rpc/duplex.ts), marks the
  * slot ready and rings the doorbell; the server, asleep on the doorbell,
- * attaches to those channels and answers in the slot. The slot is only held
- * during this handshake: the number of slots bounds connections *being made*
- * at one instant, not connected clients.
+ * attaches to those channels and answers in the slot with the connection's
+ * *index* in the connection table. The slot is only held during this
+ * handshake: the number of slots bounds connections *being made* at one
+ * instant, not connected clients.
+ *
+ * One waiter for all connections. The server does not wait on each
+ * connection's channel: it sleeps on the doorbell alone. After publishing a
+ * request a client sets its bit in the *visit* bitmap of the connection
+ * table, then loads the server's parked flag and, only if it is set, adds 1
+ * to the doorbell and wakes it. The server parks as every channel end does
+ * (lib/segment/wait.ts): parked flag stored, doorbell loaded, bitmap
+ * re-checked, then the kernel wait. All accesses are sequentially
+ * consistent, so either the client sees the flag (and wakes the server) or
+ * the server's re-check sees the bit; an awake server costs a client one
+ * atomic OR and one load, no system call. The server takes the bits with an
+ * atomic exchange per word and reads those connections' channels until they
+ * are empty.
+ *
+ * A message the client's channel cannot take at once (a full ring, or one
+ * that goes in fragments) is published by the channel later, when there is
+ * room, without a ring of the bell. For that time the client sets its bit
+ * in the *streaming* bitmap (before the first ring, cleared before the last):
+ * the server then follows that connection's channel with its own wait until
+ * the bit is clear.
  *
  * This file is the one place the listener's bytes are written down (the
  * channel segment's are in lib/channel/layout.ts); docs/architecture.md
  * describes the same bytes. The server side is lib/rpc/listener.ts, the
  * client's lib/rpc/ticket.ts.
  *
- *   0          512                       512 + slots * 32
- *   +----------+-------------------------+
- *   | header   | slots, 32 bytes each    |
- *   +----------+-------------------------+
+ *   0          512                       table (512 + slots * 32, up to a 128-byte line)
+ *   +----------+-------------------------+---------------------+-------------------------+
+ *   | header   | slots, 32 bytes each    | visit bitmap        | streaming bitmap        |
+ *   +----------+-------------------------+---------------------+-------------------------+
+ *                                          table bits / 8 bytes each (table bits: a multiple of 32)
  *
  *    0                   1                   2                   3
  *    0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -31,10 +53,12 @@
  *   |                        slot size (32)                         |  16
  *   |        channel capacity clients should create (0: theirs)     |  20
  *   |                    codec name length (bytes)                  |  24
+ *   |              connection table bits (maxClients, to 32)        |  28
  *   +---------------------------------------------------------------+
  *   |  server pid  |  server start time (u64)  |  server state      | 128 server: the layout of a channel end
  *   +---------------------------------------------------------------+
  *   |                           doorbell                            | 256 clients add 1 and wake; the server sleeps on it
+ *   |                      server parked flag                       | 260 1 while the server sleeps (or is about to)
  *   +---------------------------------------------------------------+
  *   |                  codec name, UTF-8, up to 64 bytes            | 384
  *   +---------------------------------------------------------------+
@@ -46,7 +70,8 @@
  *   |                             state                             | +4
  *   |                  owner start time (u64, lo, hi)               | +8
  *   |                       connection number                       | +16 names the client's channels
- *   |                       reserved (12 bytes)                     | +20
+ *   |        connection index (the server's answer, with ACCEPTED)  | +20 the client's bit in the bitmaps
+ *   |                       reserved (8 bytes)                      | +24
  *   +---------------------------------------------------------------+
  *
  * Slot states, and who moves them:
@@ -71,7 +96,7 @@ import { HEADER_SIZE_OFFSET, MAGIC_OFFSET, VERSION_OFFSET, invalidSegment } from
 import { LINE, word } from '../segment/words'
 
 export const LISTENER_MAGIC = 0x4c4d4853 // "SHML" read as a little-endian u32
-export const LISTENER_VERSION_MAJOR = 1
+export const LISTENER_VERSION_MAJOR = 2
 export const LISTENER_VERSION_MINOR = 0
 
 // Identity line: magic, version and header size as in every segment kind
@@ -83,10 +108,13 @@ export const SLOT_COUNT_OFFSET = LISTENER_HEADER_SIZE_OFFSET + 4
 export const SLOT_SIZE_OFFSET = SLOT_COUNT_OFFSET + 4
 export const CAPACITY_HINT_OFFSET = SLOT_SIZE_OFFSET + 4
 export const CODEC_NAME_LENGTH_OFFSET = CAPACITY_HINT_OFFSET + 4
+export const TABLE_BITS_OFFSET = CODEC_NAME_LENGTH_OFFSET + 4
 /** The server's end: pid u32, start time u64, state u32, as every end slot (lib/segment/ends.ts). */
 export const SERVER_END_OFFSET = LINE
 /** Alone on its line: every client writes it, the server sleeps on it. */
 export const DOORBELL_OFFSET = 2 * LINE
+/** Next to the doorbell: both change only when the server parks or is woken. */
+export const SERVER_PARKED_OFFSET = DOORBELL_OFFSET + 4
 export const CODEC_NAME_OFFSET = 3 * LINE
 export const CODEC_NAME_MAX = 64
 export const LISTENER_HEADER_SIZE = 4 * LINE
@@ -96,6 +124,7 @@ export const SLOT_OWNER = 0
 export const SLOT_STATE = 4
 export const SLOT_START_TIME = 8
 export const SLOT_CONNECTION = 16
+export const SLOT_INDEX = 20
 
 export const SLOT_FREE = 0
 export const SLOT_CLAIMED = 1
@@ -105,9 +134,36 @@ export const SLOT_ACCEPTED = 4
 export const SLOT_REFUSED = 5
 
 export const MAX_SLOTS = 1024
+/** Most connections one server can hold: the size of its connection table. */
+export const MAX_TABLE_BITS = 65536
 
-export function listenerSize (slots: number): number {
-  return LISTENER_HEADER_SIZE + slots * SLOT_SIZE
+/** The connection table's bits for `maxClients` connections: a whole number of 32-bit words. */
+export function tableBits (maxClients: number): number {
+  return Math.ceil(Math.min(maxClients, MAX_TABLE_BITS) / 32) * 32
+}
+
+/** Byte offset of the visit bitmap; the streaming bitmap follows it. */
+export function tableOffset (slots: number): number {
+  return Math.ceil((LISTENER_HEADER_SIZE + slots * SLOT_SIZE) / LINE) * LINE
+}
+
+export function listenerSize (slots: number, bits: number): number {
+  return tableOffset(slots) + 2 * (bits >>> 3)
+}
+
+/** Where a listener's connection table lies, as word indexes for an Int32Array over the whole region. */
+export interface Table {
+  /** First word of the visit bitmap. */
+  visit: number
+  /** First word of the streaming bitmap. */
+  streaming: number
+  /** Words in each bitmap. */
+  words: number
+}
+
+export function table (slots: number, bits: number): Table {
+  const visit = tableOffset(slots) >>> 2
+  return { visit, streaming: visit + (bits >>> 5), words: bits >>> 5 }
 }
 
 /** Word index of field `field` of slot `slot`, for an Int32Array over the whole region. */
@@ -116,6 +172,7 @@ export function slotWord (slot: number, field: number): number {
 }
 
 export const W_DOORBELL = word(DOORBELL_OFFSET)
+export const W_SERVER_PARKED = word(SERVER_PARKED_OFFSET)
 
 /** The listener among segment kinds, as a client opens it. */
 export const LISTENER: SegmentShape = {
@@ -129,18 +186,21 @@ export const LISTENER: SegmentShape = {
   }
 }
 
-/** The listener's fields past its identity; throws ERR_INVALID_SEGMENT for what this version does not accept. Returns the slot count. */
-export function checkListener (buffer: SharedArrayBuffer): number {
+/** The listener's fields past its identity; throws ERR_INVALID_SEGMENT for what this version does not accept. */
+export function checkListener (buffer: SharedArrayBuffer): { slots: number, bits: number } {
   const h = new Int32Array(buffer, 0, LISTENER_HEADER_SIZE / 4)
   const slots = h[word(SLOT_COUNT_OFFSET)]
-  if (h[word(SLOT_SIZE_OFFSET)] !== SLOT_SIZE || slots < 1 || slots > MAX_SLOTS || listenerSize(slots) > buffer.byteLength) {
-    throw invalidSegment(LISTENER, 'a slot count or slot size this version does not accept')
+  const bits = h[word(TABLE_BITS_OFFSET)]
+  if (h[word(SLOT_SIZE_OFFSET)] !== SLOT_SIZE || slots < 1 || slots > MAX_SLOTS || bits < 32 || bits > MAX_TABLE_BITS || bits % 32 !== 0 ||
+    listenerSize(slots, bits) > buffer.byteLength) {
+    throw invalidSegment(LISTENER, 'a slot count, slot size or connection table this version does not accept')
   }
-  return slots
+  return { slots, bits }
 }
 
 export interface ListenerHeader {
   slots: number
+  bits: number
   capacity: number
   codec: Buffer
 }
@@ -161,6 +221,7 @@ export function listenerKind (header: ListenerHeader): SegmentKind {
       h[word(SLOT_SIZE_OFFSET)] = SLOT_SIZE
       h[word(CAPACITY_HINT_OFFSET)] = header.capacity
       h[word(CODEC_NAME_LENGTH_OFFSET)] = header.codec.length
+      h[word(TABLE_BITS_OFFSET)] = header.bits
       Buffer.from(buffer, CODEC_NAME_OFFSET, CODEC_NAME_MAX).set(header.codec)
       claimEnd(h, SERVER_END_OFFSET)
     },

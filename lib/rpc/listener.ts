@@ -1,22 +1,27 @@
 /**
  * The server's side of a listener (lib/rpc/listener-layout.ts): creates it
  * under the service's name, sleeps on the doorbell, takes ready slots and
- * answers them, and frees the slots of clients that died while connecting.
+ * answers them, takes the visit bits clients set after each request, and
+ * frees the slots of clients that died while connecting.
  */
 import { invalidValue } from '../errors'
-import { wake, waitAsync } from '../platform/futex'
+import { wake } from '../platform/futex'
 import { isAlive } from '../platform/liveness'
 import type { Region } from '../platform/region'
 import { createOrAttach } from '../segment/attach'
 import { closeEnd } from '../segment/ends'
+import { waitAsync, type WaitSettings, type WaitSpec } from '../segment/wait'
 import { loadU64 } from '../segment/words'
 import {
-  CODEC_NAME_MAX, SERVER_END_OFFSET, SLOT_ACCEPTED, SLOT_ACCEPTING, SLOT_CLAIMED, SLOT_FREE, SLOT_OWNER, SLOT_READY,
-  SLOT_REFUSED, SLOT_STATE, SLOT_START_TIME, SLOT_CONNECTION, W_DOORBELL, listenerKind, listenerSize, slotWord, type SlotOwner
+  CODEC_NAME_MAX, SERVER_END_OFFSET, SLOT_ACCEPTED, SLOT_ACCEPTING, SLOT_CLAIMED, SLOT_FREE, SLOT_INDEX, SLOT_OWNER, SLOT_READY,
+  SLOT_REFUSED, SLOT_STATE, SLOT_START_TIME, SLOT_CONNECTION, W_DOORBELL, W_SERVER_PARKED, listenerKind, listenerSize, slotWord,
+  table, tableBits, type SlotOwner, type Table
 } from './listener-layout'
 
 export interface ListenOptions {
   slots: number
+  /** Connections at most: the size of the connection table. */
+  maxClients: number
   capacity: number
   codec: string
   mode?: number
@@ -33,13 +38,22 @@ export class Listener {
   readonly slots: number
   readonly #region: Region
   readonly #h: Int32Array
+  readonly #table: Table
+  /** Connection indexes not in use, the lowest last (so the bitmap words in use stay few). */
+  readonly #freeIndexes: number[] = []
+  /** The doorbell as the last scan saw it: a change means a client readied a slot (or rang). */
+  #seen = 0
+  /** How the server waits on the doorbell; made at the first wait. */
+  #spec: WaitSpec | undefined
   closed = false
 
-  private constructor (region: Region, slots: number) {
+  private constructor (region: Region, slots: number, bits: number) {
     this.#region = region
     this.name = region.name ?? ''
     this.slots = slots
     this.#h = new Int32Array(region.buffer)
+    this.#table = table(slots, bits)
+    for (let i = bits - 1; i >= 0; i--) this.#freeIndexes.push(i)
   }
 
   /**
@@ -50,29 +64,87 @@ export class Listener {
   static create (name: string, options: ListenOptions): Listener {
     const codec = Buffer.from(options.codec, 'utf8')
     if (codec.length > CODEC_NAME_MAX) throw invalidValue('codec', `must have a name of at most ${CODEC_NAME_MAX} bytes, got ${JSON.stringify(options.codec)}`)
-    const { region } = createOrAttach(name, listenerKind({ slots: options.slots, capacity: options.capacity, codec }), {
-      size: listenerSize(options.slots),
+    const bits = tableBits(options.maxClients)
+    const { region } = createOrAttach(name, listenerKind({ slots: options.slots, bits, capacity: options.capacity, codec }), {
+      size: listenerSize(options.slots, bits),
       mode: options.mode,
       openTimeout: options.openTimeout,
       // The server never joins an existing listener, it only judges whether
       // one is stale: whoever owns the object, the rules for that are the same.
       allowForeignOwner: true
     })
-    return new Listener(region, options.slots)
+    return new Listener(region, options.slots, bits)
   }
 
-  /** The doorbell's value now; load it before scanning, sleep on it after (see `sleep`). */
-  doorbell (): number {
-    return Atomics.load(this.#h, W_DOORBELL)
+  /** Loads the doorbell before a scan of the slots: a client that readies its slot later also changes it. */
+  mark (): void {
+    this.#seen = Atomics.load(this.#h, W_DOORBELL)
+  }
+
+  /** True when a client rang since mark() or set a visit bit: what ends the server's wait. */
+  readonly #due = (): boolean => {
+    const h = this.#h
+    if (Atomics.load(h, W_DOORBELL) !== this.#seen) return true
+    const { visit, words } = this.#table
+    for (let w = visit; w < visit + words; w++) if (Atomics.load(h, w) !== 0) return true
+    return false
   }
 
   /**
-   * Sleeps until a client rings after `seen` was loaded, `timeout` ms pass or
-   * `signal` aborts (AbortError). A ring between the load and the sleep makes
-   * the kernel refuse to sleep (the word no longer holds `seen`): none is lost.
+   * Waits until a client rings or sets a visit bit (spinning first, then
+   * parked on the doorbell: lib/segment/wait.ts; see the top of
+   * lib/rpc/listener-layout.ts for why no ring is lost), `timeout` ms pass
+   * (ERR_TIMEOUT) or `signal` aborts (AbortError).
    */
-  async sleep (seen: number, timeout: number, signal: AbortSignal): Promise<void> {
-    await waitAsync(this.#h, W_DOORBELL, seen, { timeout, signal })
+  async sleep (settings: WaitSettings, timeout: number, signal: AbortSignal): Promise<void> {
+    this.#spec ??= {
+      header: this.#h,
+      parkedFlag: W_SERVER_PARKED,
+      waitWord: W_DOORBELL,
+      strategy: settings.wait,
+      spinMicros: settings.spinMicros,
+      peerCheckInterval: timeout,
+      ready: this.#due,
+      checkPeer: () => {}
+    }
+    await waitAsync(this.#spec, timeout, signal)
+  }
+
+  /**
+   * Calls `visit(index)` for each connection whose client set its visit bit,
+   * clearing the bits first (a bit set again after the exchange means a
+   * later request: the next call sees it).
+   */
+  takeVisits (visit: (index: number) => void): void {
+    const h = this.#h
+    const { visit: first, words } = this.#table
+    for (let w = 0; w < words; w++) {
+      if (Atomics.load(h, first + w) === 0) continue
+      let bits = Atomics.exchange(h, first + w, 0)
+      while (bits !== 0) {
+        const bit = 31 - Math.clz32(bits & -bits)
+        bits &= bits - 1
+        visit(w * 32 + bit)
+      }
+    }
+  }
+
+  /** True while the client of connection `index` has a message its channel publishes without ringing. */
+  streaming (index: number): boolean {
+    return (Atomics.load(this.#h, this.#table.streaming + (index >>> 5)) & (1 << (index & 31))) !== 0
+  }
+
+  /** A free connection index, or -1 when the table is full. */
+  takeIndex (): number {
+    return this.#freeIndexes.pop() ?? -1
+  }
+
+  /** Gives back a connection's index; its bits are cleared, so a dead client's streaming bit does not outlive it. */
+  freeIndex (index: number): void {
+    const mask = ~(1 << (index & 31))
+    Atomics.and(this.#h, this.#table.visit + (index >>> 5), mask)
+    Atomics.and(this.#h, this.#table.streaming + (index >>> 5), mask)
+    this.#freeIndexes.push(index)
   }
 
   /** Indexes of slots marked ready now. */
@@ -103,8 +175,10 @@ export class Listener {
     }
   }
 
-  /** Answers a taken slot (ACCEPTED or REFUSED) and wakes its client, who frees the slot. */
-  answer (i: number, state: typeof SLOT_ACCEPTED | typeof SLOT_REFUSED): void {
+  /** Answers a taken slot (ACCEPTED with the connection's index, or REFUSED) and wakes its client, who frees the slot. */
+  answer (i: number, state: typeof SLOT_ACCEPTED | typeof SLOT_REFUSED, index = -1): void {
+    // The index before the state: the client that sees ACCEPTED sees its index.
+    Atomics.store(this.#h, slotWord(i, SLOT_INDEX), index)
     Atomics.store(this.#h, slotWord(i, SLOT_STATE), state)
     wake(this.#h, slotWord(i, SLOT_STATE))
   }

@@ -11,6 +11,11 @@ import { DEFAULT_MAX_MESSAGE_SIZE, settings, type WaitStrategy } from '../channe
 import type { DuplexOptions } from './duplex'
 import { FRAME_HEADER_SIZE } from './frames'
 
+/** Ring bytes of each direction of a connection unless the server asks otherwise: large messages go in fragments. */
+export const DEFAULT_RPC_CAPACITY = 64 * 1024
+/** Connected clients a server admits unless told otherwise. */
+export const DEFAULT_MAX_CLIENTS = 1024
+
 /** Longest `.${pid}.${connection}.down` suffix a service name gets for its channels. */
 const CHANNEL_SUFFIX_MAX = '.4294967295.4294967295.down'.length
 
@@ -32,11 +37,11 @@ export interface ConnectionOptions<Req, Res> {
 }
 
 export interface ServeOptions<Req = unknown, Res = unknown> extends ConnectionOptions<Req, Res> {
-  /** Ring bytes of each channel a client creates (clients may override). A power of two, 4096 to 2^30. Default 1 MiB. */
+  /** Ring bytes of each channel a client creates (clients may override). A power of two, 4096 to 2^30. Default 64 KiB: larger messages go in fragments. */
   capacity?: number
   /** Connection slots of the listener: how many clients can be connecting at one instant. 1 to 1024, default 32. */
   backlog?: number
-  /** Connected clients at most; more are refused (their connect fails with ERR_BUSY). Default 64. */
+  /** Connected clients at most, 1 to 65536; more are refused (their connect fails with ERR_BUSY). Default 1024. */
   maxClients?: number
   /** Requests of one client whose handler is still running, at most; beyond it the server reads no further requests of that client until one finishes. Default 1024. */
   maxInFlight?: number

@@ -3,8 +3,11 @@
  * the serving side. `serve(name, handler)` makes a listener under the name
  * (lib/rpc/listener.ts) and gives each admitted client its own duplex (two
  * channels, lib/rpc/duplex.ts); requests and replies travel as frames
- * (lib/rpc/frames.ts). docs/architecture.md, "Request/response", describes
- * the design and the bytes.
+ * (lib/rpc/frames.ts). The server waits on one word for all its clients, the
+ * listener's doorbell: a client sets its visit bit after each request and
+ * rings only a parked server (lib/rpc/listener-layout.ts). An idle client
+ * costs the server no thread, no timer and no CPU; one liveness sweep a
+ * second notices clients that died. docs/rpc.md gives the costs measured.
  */
 import { EventEmitter } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
@@ -12,7 +15,9 @@ import { setTimeout as delay } from 'node:timers/promises'
 import type { Codec } from '../codecs'
 import { AbortError, ShmChannelError, invalidType } from '../errors'
 import { checkInteger, checkSignal, checkTimeout } from '../options'
-import { DEFAULT_CAPACITY, checkCapacity } from '../channel/options'
+import { isAlive } from '../platform/liveness'
+import { checkCapacity } from '../channel/options'
+import type { WaitSettings } from '../segment/wait'
 import type { Consumer } from '../channel/consumer'
 import type { Producer } from '../channel/producer'
 import { Duplex, type DuplexOptions } from './duplex'
@@ -21,12 +26,12 @@ import {
   decodeValue, errorPayload, isAbort, malformed, readId, writeFrame
 } from './frames'
 import { Listener } from './listener'
-import { MAX_SLOTS, SLOT_ACCEPTED, SLOT_REFUSED, type SlotOwner } from './listener-layout'
-import { common, connectionName, serviceName, type ConnectionOptions, type ServeOptions } from './options'
+import { MAX_SLOTS, MAX_TABLE_BITS, SLOT_ACCEPTED, SLOT_REFUSED, type SlotOwner } from './listener-layout'
+import { DEFAULT_RPC_CAPACITY, DEFAULT_MAX_CLIENTS, common, connectionName, serviceName, type ConnectionOptions, type ServeOptions } from './options'
 
 export type { ServeOptions } from './options'
 
-/** How often the server frees the slots of clients that died while connecting. */
+/** How often the server looks for clients that died (connected, or while connecting). */
 const SWEEP_INTERVAL = 1000
 /** How often an unref()ed server looks at its doorbell, in milliseconds. */
 const UNREFED_POLL = 20
@@ -79,6 +84,9 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
   readonly #base: string
   readonly #listener: Listener
   readonly #connections = new Set<Connection>()
+  /** Connections by their index in the listener's connection table. */
+  readonly #byIndex = new Map<number, Connection>()
+  readonly #wait: WaitSettings
   /** Ends the accept loop's current sleep: on close(), ref() and unref(). */
   #nap: AbortController | undefined
   #refed = true
@@ -93,16 +101,24 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
     super()
     const { shm, base } = serviceName(name)
     if (typeof handler !== 'function') throw invalidType('handler', 'a function', handler)
-    const { codec, channel } = common(options as ConnectionOptions<unknown, unknown>)
-    const capacity = checkCapacity(options.capacity ?? DEFAULT_CAPACITY)
+    const { codec, channel, peerCheckInterval } = common(options as ConnectionOptions<unknown, unknown>)
+    const capacity = checkCapacity(options.capacity ?? DEFAULT_RPC_CAPACITY)
     const backlog = checkInteger('backlog', options.backlog ?? 32, 1, MAX_SLOTS)
-    this.#maxClients = checkInteger('maxClients', options.maxClients ?? 64, 1, Number.MAX_SAFE_INTEGER)
+    this.#maxClients = checkInteger('maxClients', options.maxClients ?? DEFAULT_MAX_CLIENTS, 1, MAX_TABLE_BITS)
+    this.#wait = { wait: channel.wait ?? 'adaptive', spinMicros: channel.spinMicros ?? 50, peerCheckInterval }
     const maxInFlight = checkInteger('maxInFlight', options.maxInFlight ?? 1024, 1, Number.MAX_SAFE_INTEGER)
     const openTimeout = checkTimeout('openTimeout', options.openTimeout ?? 5000)
     const signal = checkSignal('signal', options.signal)
     if (signal?.aborted === true) throw new AbortError({ cause: signal.reason })
-    this.#setup = { handler: handler as Handler, codec, channel, maxInFlight, onEnd: (connection, error) => { this.#ended(connection, error) } }
-    this.#listener = Listener.create(shm, { slots: backlog, capacity, codec: codec.name, mode: options.mode, openTimeout })
+    this.#setup = {
+      handler: handler as Handler,
+      codec,
+      channel,
+      maxInFlight,
+      streaming: (index) => this.#listener.streaming(index),
+      onEnd: (connection, error) => { this.#ended(connection, error) }
+    }
+    this.#listener = Listener.create(shm, { slots: backlog, maxClients: this.#maxClients, capacity, codec: codec.name, mode: options.mode, openTimeout })
     this.name = shm
     this.#base = base
     this.#signal = signal
@@ -121,42 +137,65 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
     return [...this.#connections].map((connection) => connection.client)
   }
 
+  readonly #visit = (index: number): void => {
+    this.#byIndex.get(index)?.visit()
+  }
+
   async #accept (): Promise<void> {
     const listener = this.#listener
     let swept = performance.now()
     while (!this.#closed) {
       // Load the doorbell before scanning: a client that readies its slot
-      // after the scan has also rung after this load, so the sleep below
-      // returns at once (the word changed) and the next scan finds it.
-      const seen = listener.doorbell()
+      // after the scan has also rung after this load, so the wait below
+      // ends at once (the word changed) and the next scan finds it.
+      listener.mark()
       for (const slot of listener.ready()) this.#admit(slot)
+      listener.takeVisits(this.#visit)
       if (performance.now() - swept >= SWEEP_INTERVAL) {
         swept = performance.now()
-        for (const orphan of listener.sweep()) {
-          try {
-            Duplex.unlink(connectionName(this.#base, orphan))
-          } catch {} // best effort: a name we may not remove is not worth stopping for
-        }
+        this.#sweep()
       }
       const nap = new AbortController()
       this.#nap = nap
       try {
-        // A pending kernel wait holds the event loop: unref()ed, the server
-        // looks at the doorbell on an unref()ed timer instead.
-        if (this.#refed) await listener.sleep(seen, SWEEP_INTERVAL, nap.signal)
+        // A pending kernel wait holds the event loop: unref()ed with no
+        // client, the server looks at the doorbell on an unref()ed timer instead.
+        if (this.#refed || this.#connections.size > 0) await listener.sleep(this.#wait, SWEEP_INTERVAL, nap.signal)
         else await delay(UNREFED_POLL, undefined, { ref: false, signal: nap.signal })
       } catch (err) {
-        if (!isAbort(err)) throw err // aborted: closed (the loop ends), or ref()/unref(): look again
+        // Aborted: closed (the loop ends), or ref()/unref()/a new connection: look again.
+        if (!isAbort(err) && (err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
       } finally {
         this.#nap = undefined
       }
     }
   }
 
+  /** Ends the connections of clients that died, one liveness check per client process, and frees dead connectors' slots. */
+  #sweep (): void {
+    const verdicts = new Map<string, boolean>()
+    for (const connection of this.#connections) {
+      const { pid, startTime } = connection.owner
+      const key = `${pid}:${startTime}`
+      let alive = verdicts.get(key)
+      if (alive === undefined) {
+        alive = isAlive(pid, startTime)
+        verdicts.set(key, alive)
+      }
+      if (!alive) connection.lost()
+    }
+    for (const orphan of this.#listener.sweep()) {
+      try {
+        Duplex.unlink(connectionName(this.#base, orphan))
+      } catch {} // best effort: a name we may not remove is not worth stopping for
+    }
+  }
+
   #admit (slot: number): void {
     const owner: SlotOwner | null = this.#listener.take(slot)
     if (owner === null) return // the client withdrew at this instant
-    if (this.#connections.size >= this.#maxClients) {
+    const index = this.#connections.size >= this.#maxClients ? -1 : this.#listener.takeIndex()
+    if (index < 0) {
       this.#listener.answer(slot, SLOT_REFUSED) // the client removes its channels
       return
     }
@@ -165,19 +204,26 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
     try {
       duplex = Duplex.listen<Uint8Array, Uint8Array>(name, this.#setup.channel)
     } catch {
+      this.#listener.freeIndex(index)
       this.#listener.answer(slot, SLOT_REFUSED)
       return
     }
     const client: ClientInfo = Object.freeze({ pid: owner.pid, connection: owner.connection, name })
-    const connection = new Connection(client, duplex, this.#setup)
+    const connection = new Connection(client, owner, index, duplex, this.#setup)
     this.#connections.add(connection)
-    this.#listener.answer(slot, SLOT_ACCEPTED)
-    void connection.run()
+    this.#byIndex.set(index, connection)
+    this.#listener.answer(slot, SLOT_ACCEPTED, index)
+    // The first wait with a client holds the event loop even when unref()ed.
+    if (!this.#refed) this.#nap?.abort()
     this.emit('connection', client)
   }
 
   #ended (connection: Connection, error: Error | undefined): void {
     if (!this.#connections.delete(connection)) return
+    this.#byIndex.delete(connection.index)
+    if (!this.#listener.closed) this.#listener.freeIndex(connection.index)
+    // unref()ed and without clients: stop holding the event loop.
+    if (!this.#refed && this.#connections.size === 0) this.#nap?.abort()
     this.emit('disconnect', connection.client, error)
   }
 
@@ -191,8 +237,8 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
     this.#closed = true
     this.#signal?.removeEventListener('abort', this.#onAbort)
     this.#nap?.abort()
-    this.#listener.close()
     for (const connection of [...this.#connections]) connection.close()
+    this.#listener.close()
   }
 
   /** `using server = serve(...)`: close() at the end of the scope. */
@@ -202,9 +248,9 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
 
   /**
    * Lets the process exit while this server waits for clients, as
-   * `net.Server.unref()` does. Connections made keep their own hold while
-   * they wait for requests. While unref()ed, the server looks for new clients
-   * every 20 ms instead of sleeping on the doorbell.
+   * `net.Server.unref()` does. While it has clients it still holds the
+   * process, as connected sockets do. While unref()ed with no client, the
+   * server looks for new clients every 20 ms instead of sleeping on the doorbell.
    */
   unref (): this {
     if (this.#refed) {
@@ -229,6 +275,8 @@ interface ConnectionSetup {
   codec: Codec<unknown>
   channel: DuplexOptions<Uint8Array>
   maxInFlight: number
+  /** True while connection `index`'s client streams. */
+  streaming: (index: number) => boolean
   onEnd: (connection: Connection, error: Error | undefined) => void
 }
 
@@ -261,60 +309,112 @@ class Context implements RequestContext {
   }
 }
 
-/** The server's side of one client: reads its requests, runs the handler, writes replies. */
+/** Longest the server follows a streaming connection's channel before looking at its streaming bit again, in milliseconds. */
+const FOLLOW_SLICE = 250
+
+/**
+ * The server's side of one client: reads its requests when the client rings
+ * (visit), runs the handler, writes replies. It holds no waiter of its own,
+ * except while the client streams (lib/rpc/listener-layout.ts).
+ */
 class Connection {
   readonly client: ClientInfo
+  /** The client process, as the listener slot named it (for the liveness sweep). */
+  readonly owner: SlotOwner
+  /** The connection's bit in the listener's connection table. */
+  readonly index: number
   readonly #duplex: Duplex<Uint8Array, Uint8Array>
   readonly #producer: Producer<Uint8Array>
   readonly #consumer: Consumer<Uint8Array>
   readonly #setup: ConnectionSetup
   /** Requests whose handler returned a promise, by id. */
   readonly #running = new Map<number, Context>()
-  #room: (() => void) | undefined
+  /** True while maxInFlight handlers run: the next request waits in the ring. */
+  #full = false
+  #following = false
   #ended = false
 
-  constructor (client: ClientInfo, duplex: Duplex<Uint8Array, Uint8Array>, setup: ConnectionSetup) {
+  constructor (client: ClientInfo, owner: SlotOwner, index: number, duplex: Duplex<Uint8Array, Uint8Array>, setup: ConnectionSetup) {
     this.client = client
+    this.owner = owner
+    this.index = index
     this.#duplex = duplex
     this.#producer = duplex.producer
     this.#consumer = duplex.consumer
     this.#setup = setup
   }
 
-  async run (): Promise<void> {
+  /** The client rang (or there is room again): reads what is waiting, then follows the channel if the client streams. */
+  visit (): void {
+    if (!this.#drain()) return
+    if (!this.#full && !this.#following && this.#setup.streaming(this.index)) void this.#follow()
+  }
+
+  /**
+   * Reads every whole request waiting now (up to maxInFlight running).
+   * False once the connection ended: the client's close, or a broken frame.
+   */
+  #drain (): boolean {
+    if (this.#ended) return false
     const consumer = this.#consumer
     const producer = this.#producer
     const max = this.#setup.maxInFlight
-    let error: Error | undefined
     try {
-      while (!this.#ended) {
-        // Replies of handlers that answer at once go out together, one
-        // publish (and at most one wake-up) for the batch.
-        producer.cork()
+      // Replies of handlers that answer at once go out together, one
+      // publish (and at most one wake-up) for the batch.
+      producer.cork()
+      try {
+        let frame: Buffer | undefined
+        let n = 0
+        while (this.#running.size < max && (frame = consumer.read()) !== undefined) {
+          this.#onFrame(frame)
+          if ((++n & 63) === 0) consumer.release()
+        }
+      } finally {
+        if (!producer.closed) producer.uncork()
+      }
+      consumer.release()
+    } catch (err) {
+      this.#failed(err)
+      return false
+    }
+    this.#full = this.#running.size >= max
+    return true
+  }
+
+  /**
+   * While the client streams, its channel publishes without ringing: wait
+   * on the channel itself (one waiter, for this connection only) until the
+   * streaming bit is clear. The client rings once more after clearing it.
+   */
+  async #follow (): Promise<void> {
+    this.#following = true
+    try {
+      while (!this.#full && this.#setup.streaming(this.index)) {
+        let more = true
         try {
-          let frame: Buffer | undefined
-          let n = 0
-          while (this.#running.size < max && (frame = consumer.read()) !== undefined) {
-            this.#onFrame(frame)
-            if ((++n & 63) === 0) consumer.release()
-          }
-        } finally {
-          if (!producer.closed) producer.uncork()
+          more = await this.#consumer.readable({ timeout: FOLLOW_SLICE })
+        } catch (err) {
+          if ((err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
         }
-        consumer.release()
-        if (this.#running.size >= max) {
-          await new Promise<void>((resolve) => { this.#room = resolve })
-          continue
-        }
-        if (!await consumer.readable()) break // the client closed, and every request was read
+        if (!this.#drain() || !more) break
       }
     } catch (err) {
-      const code = (err as ShmChannelError).code
-      // Our own close ends the wait with ERR_CHANNEL_CLOSED; the client's
-      // close makes read() throw it once everything was read.
-      if (!this.#ended && code !== 'ERR_CHANNEL_CLOSED') error = err as Error
+      this.#failed(err)
+    } finally {
+      this.#following = false
     }
-    this.#end(error)
+  }
+
+  #failed (err: unknown): void {
+    if (this.#ended) return
+    // The client's close makes read() throw ERR_CHANNEL_CLOSED once everything was read.
+    this.#end((err as ShmChannelError).code === 'ERR_CHANNEL_CLOSED' ? undefined : err as Error)
+  }
+
+  /** The liveness sweep found the client's process gone. */
+  lost (): void {
+    this.#end(new ShmChannelError('ERR_PEER_DEAD', `the client (pid ${this.client.pid}) died`))
   }
 
   #onFrame (frame: Buffer): void {
@@ -360,11 +460,8 @@ class Connection {
       if (failed) this.#write(STATUS_ERROR, 0, context.id, errorPayload(err))
       else this.#reply(context.id, value)
     }
-    const room = this.#room
-    if (room !== undefined && this.#running.size < this.#setup.maxInFlight) {
-      this.#room = undefined
-      room()
-    }
+    // Room again: read the requests left waiting in the ring.
+    if (this.#full && this.#running.size < this.#setup.maxInFlight) this.visit()
   }
 
   #reply (id: number, value: unknown): void {
@@ -402,8 +499,6 @@ class Connection {
     const gone = new AbortError({ cause: error ?? 'the connection closed' })
     for (const context of this.#running.values()) context.cancel(gone)
     this.#running.clear()
-    this.#room?.()
-    this.#room = undefined
     this.#duplex.close()
     // The client's channel names are unique to this connection; whichever
     // way it ended (a client that died cannot remove them), remove them.

@@ -1,7 +1,8 @@
 /**
  * The client's side of a listener (lib/rpc/listener-layout.ts): a ticket
  * holds one slot from claiming it to freeing it, while the client makes its
- * channels and waits for the server's answer.
+ * channels and waits for the server's answer; a bell then rings the server
+ * for the connection's requests.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 
@@ -14,8 +15,8 @@ import { END_CLOSED, endLive, readEnd } from '../segment/ends'
 import { storeU64 } from '../segment/words'
 import {
   CAPACITY_HINT_OFFSET, CODEC_NAME_LENGTH_OFFSET, CODEC_NAME_MAX, CODEC_NAME_OFFSET, SERVER_END_OFFSET, SLOT_ACCEPTED,
-  SLOT_CLAIMED, SLOT_CONNECTION, SLOT_FREE, SLOT_OWNER, SLOT_READY, SLOT_REFUSED, SLOT_START_TIME, SLOT_STATE, W_DOORBELL,
-  LISTENER, checkListener, slotWord
+  SLOT_CLAIMED, SLOT_CONNECTION, SLOT_FREE, SLOT_INDEX, SLOT_OWNER, SLOT_READY, SLOT_REFUSED, SLOT_START_TIME, SLOT_STATE,
+  W_DOORBELL, W_SERVER_PARKED, LISTENER, checkListener, slotWord, table, type Table
 } from './listener-layout'
 
 /** What a client needs to know of the server, read from the listener header. */
@@ -40,14 +41,16 @@ export class Ticket {
   readonly #region: Region
   readonly #h: Int32Array
   readonly #slot: number
+  readonly #table: Table
   #freed = false
 
-  private constructor (region: Region, slot: number, server: ServerInfo, connection: number) {
+  private constructor (region: Region, slot: number, server: ServerInfo, connection: number, layout: Table) {
     this.#region = region
     this.#h = new Int32Array(region.buffer)
     this.#slot = slot
     this.server = server
     this.connection = connection
+    this.#table = layout
   }
 
   /**
@@ -65,7 +68,7 @@ export class Ticket {
         let ticket: Ticket | undefined
         try {
           const h = new Int32Array(region.buffer)
-          const slots = checkListener(region.buffer)
+          const { slots, bits } = checkListener(region.buffer)
           const server = readEnd(h, SERVER_END_OFFSET)
           if (!endLive(server)) {
             why = server.state === END_CLOSED ? 'its server closed' : 'its server is not running'
@@ -83,7 +86,7 @@ export class Ticket {
               storeU64(h, slotWord(i, SLOT_START_TIME), ownStartTime)
               h[slotWord(i, SLOT_CONNECTION)] = connection
               Atomics.store(h, slotWord(i, SLOT_STATE), SLOT_CLAIMED)
-              ticket = new Ticket(region, i, info, connection)
+              ticket = new Ticket(region, i, info, connection, table(slots, bits))
             }
             if (ticket === undefined) why = `all ${slots} of its connection slots stayed busy`
           }
@@ -127,7 +130,10 @@ export class Ticket {
     const word = slotWord(this.#slot, SLOT_STATE)
     for (;;) {
       const state = Atomics.load(h, word)
-      if (state === SLOT_ACCEPTED) return 'accepted'
+      if (state === SLOT_ACCEPTED) {
+        this.#index = Atomics.load(h, slotWord(this.#slot, SLOT_INDEX))
+        return 'accepted'
+      }
       if (state === SLOT_REFUSED) return 'refused'
       const server = readEnd(h, SERVER_END_OFFSET)
       let failure: Error | undefined
@@ -156,12 +162,68 @@ export class Ticket {
     }
   }
 
-  /** Frees the slot (state first, then owner: see the top of this file) and unmaps. Idempotent. */
-  release (): void {
-    if (this.#freed) return
+  #index = -1
+
+  /**
+   * Frees the slot (state first, then owner: see the top of
+   * lib/rpc/listener-layout.ts). Unmaps the listener, unless accepted: then
+   * returns the bell of the connection, which keeps it. Idempotent.
+   */
+  release (): Bell | undefined {
+    if (this.#freed) return undefined
     this.#freed = true
     Atomics.store(this.#h, slotWord(this.#slot, SLOT_STATE), SLOT_FREE)
     Atomics.store(this.#h, slotWord(this.#slot, SLOT_OWNER), 0)
+    if (this.#index >= 0) return new Bell(this.#region, this.#table, this.#index)
+    this.#region.close()
+    return undefined
+  }
+}
+
+/**
+ * How a connected client tells its server that a request is waiting: the
+ * visit bit of its connection, and a wake of the doorbell only if the
+ * server is parked (see the top of lib/rpc/listener-layout.ts).
+ */
+export class Bell {
+  readonly #region: Region
+  readonly #h: Int32Array
+  readonly #visit: number
+  readonly #streaming: number
+  readonly #bit: number
+  #closed = false
+
+  constructor (region: Region, layout: Table, index: number) {
+    this.#region = region
+    this.#h = new Int32Array(region.buffer)
+    this.#visit = layout.visit + (index >>> 5)
+    this.#streaming = layout.streaming + (index >>> 5)
+    this.#bit = 1 << (index & 31)
+  }
+
+  /** After publishing: the bit first, then the parked flag (the order the server's re-check relies on). */
+  ring (): void {
+    if (this.#closed) return
+    const h = this.#h
+    // Already set: the server has not taken it yet, and will read what we published.
+    if ((Atomics.load(h, this.#visit) & this.#bit) === 0) Atomics.or(h, this.#visit, this.#bit)
+    if (Atomics.load(h, W_SERVER_PARKED) !== 0) {
+      Atomics.add(h, W_DOORBELL, 1)
+      wake(h, W_DOORBELL, 1)
+    }
+  }
+
+  /** Marks the connection streaming (see the top of lib/rpc/listener-layout.ts) while sends wait for room. */
+  streaming (on: boolean): void {
+    if (this.#closed) return
+    if (on) Atomics.or(this.#h, this.#streaming, this.#bit)
+    else Atomics.and(this.#h, this.#streaming, ~this.#bit)
+  }
+
+  /** Unmaps the listener. Idempotent. */
+  close (): void {
+    if (this.#closed) return
+    this.#closed = true
     this.#region.close()
   }
 }

@@ -20,6 +20,7 @@ import {
 import { describeFanIn, inspectFanIn, type FanInSnapshot } from '../fanin/inspect'
 import { describeTopic, inspectTopic, type TopicSnapshot } from '../pubsub/inspect'
 import { BRIDGE_USAGE, bridgeCommand } from '../nats/command'
+import { connectionChannels, describeListener, inspectListener, listenerCollectable, type ListenerSnapshot } from '../rpc/inspect'
 
 /** Exit codes, stable for scripts (also listed in the usage text). */
 export const EXIT_OK = 0
@@ -45,7 +46,8 @@ Inspects the shm-channel channels on this machine (POSIX shared memory, ${SHM_DI
 Commands:
   ls [--json] [--prefix PREFIX]
       List channels: size, capacity, bytes in the ring, messages sent and
-      received, and each end's pid and state (alive, dead, closed or free).
+      received, and each end's pid and state (alive, dead, closed or free);
+      then the topics, fan-in rings and request/response listeners.
   stat NAME [--json] [--watch] [--interval MS]
       A channel's header: positions, counters, parked flags, ends. --watch
       prints a sample every MS milliseconds (default 1000) with message and
@@ -55,7 +57,8 @@ Commands:
       mapping. Refuses an object that is not a shm-channel segment unless --force.
   gc [--dry-run] [--json] [--prefix PREFIX]
       Remove channels none of whose ends is alive (each is dead, closed or
-      free); --dry-run only says what would go.
+      free), and the listeners of request/response servers that died or
+      closed with their connections' channels; --dry-run only says what would go.
   kv-ls [DIR] [--json]
       List the key-value store files in DIR (default: the current directory).
   kv-get PATH KEY [--json]
@@ -281,9 +284,9 @@ function ls (args: ParsedArgs, io: CliIO): number {
   return EXIT_OK
 }
 
-/** Topics and fan-ins in SHM_DIR (lib/pubsub/inspect.ts, lib/fanin/inspect.ts); objects that cannot be read are left out. */
-function topicsAndFanIns (prefix: string): Array<TopicSnapshot | FanInSnapshot> {
-  const found: Array<TopicSnapshot | FanInSnapshot> = []
+/** Topics, fan-ins and listeners in SHM_DIR (lib/pubsub/inspect.ts, lib/fanin/inspect.ts, lib/rpc/inspect.ts); objects that cannot be read are left out. */
+function topicsAndFanIns (prefix: string): Other[] {
+  const found: Other[] = []
   const names = fs.readdirSync(SHM_DIR, { withFileTypes: true }).filter((e) => e.isFile() && e.name.startsWith(prefix)).map((e) => e.name).sort()
   for (const name of names) {
     const snapshot = inspectOther(name)
@@ -292,8 +295,10 @@ function topicsAndFanIns (prefix: string): Array<TopicSnapshot | FanInSnapshot> 
   return found
 }
 
-/** The topic or fan-in under `name`, or undefined (not one, unreadable, or gone). */
-function inspectOther (name: string): TopicSnapshot | FanInSnapshot | undefined {
+type Other = TopicSnapshot | FanInSnapshot | ListenerSnapshot
+
+/** The topic, fan-in or listener under `name`, or undefined (not one, unreadable, or gone). */
+function inspectOther (name: string): Other | undefined {
   let region: Region
   try {
     region = Region.open(`/${name.replace(/^\//, '')}`, { readOnly: true })
@@ -301,7 +306,7 @@ function inspectOther (name: string): TopicSnapshot | FanInSnapshot | undefined 
     return undefined
   }
   try {
-    return inspectTopic(name, region.buffer) ?? inspectFanIn(name, region.buffer)
+    return inspectListener(name, region.buffer) ?? inspectTopic(name, region.buffer) ?? inspectFanIn(name, region.buffer)
   } catch {
     return undefined
   } finally {
@@ -309,9 +314,11 @@ function inspectOther (name: string): TopicSnapshot | FanInSnapshot | undefined 
   }
 }
 
-function writeTopicsAndFanIns (others: Array<TopicSnapshot | FanInSnapshot>, io: CliIO): void {
+function writeTopicsAndFanIns (others: Other[], io: CliIO): void {
   for (const o of others) {
-    if (o.kind === 'topic') {
+    if (o.kind === 'listener') {
+      io.stdout.write(`listener ${o.name} (request/response, codec ${o.codec}): server ${endSummary(o.server)}, ${o.connecting} of ${o.slots} slots connecting, up to ${o.tableBits} connections\n`)
+    } else if (o.kind === 'topic') {
       const subs = o.subscribers.map((s) => `${s.pid}:${s.status}:lag ${bytes(s.lag)}`).join(', ')
       io.stdout.write(`topic ${o.name} (${o.policy}): ${o.messagesPublished} published, publisher ${o.publisher.pid} ${o.publisher.status}; subscribers: ${subs === '' ? 'none' : subs}\n`)
     } else {
@@ -343,7 +350,9 @@ async function stat (args: ParsedArgs, io: CliIO): Promise<number> {
   if (found.kind === 'foreign') {
     const other = inspectOther(name)
     if (other !== undefined) {
-      io.stdout.write(args.flags.json === true ? JSON.stringify(other, null, 2) + '\n' : other.kind === 'topic' ? describeTopic(other) : describeFanIn(other))
+      io.stdout.write(args.flags.json === true
+        ? JSON.stringify(other, null, 2) + '\n'
+        : other.kind === 'topic' ? describeTopic(other) : other.kind === 'listener' ? describeListener(other) : describeFanIn(other))
       return EXIT_OK
     }
   }
@@ -506,18 +515,75 @@ function gc (args: ParsedArgs, io: CliIO): number {
       failed.push({ name: channel.name, error: code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (err as Error).message })
     }
   }
+  const listeners = collectListeners(prefixArg(args.flags.prefix), dryRun, failed)
   if (args.flags.json === true) {
-    io.stdout.write(JSON.stringify({ dryRun, removed, failed }, null, 2) + '\n')
+    io.stdout.write(JSON.stringify({ dryRun, removed, listeners, failed }, null, 2) + '\n')
   } else {
     const verb = dryRun ? 'would remove' : 'removed'
     for (const c of removed) {
       const unread = Math.max(0, c.messagesSent - c.messagesReceived)
       io.stdout.write(`${verb} ${c.name} (producer ${endSummary(c.producer)}, consumer ${endSummary(c.consumer)}${unread > 0 ? `, ${unread} unread message${unread === 1 ? '' : 's'}` : ''})\n`)
     }
-    if (removed.length === 0) io.stdout.write(dryRun ? 'nothing to remove\n' : 'nothing removed\n')
+    for (const l of listeners) {
+      const channels = l.channels.length === 0 ? '' : ` and ${l.channels.length} connection channel${l.channels.length === 1 ? '' : 's'}`
+      io.stdout.write(`${verb} listener ${l.name}${channels} (server ${endSummary(l.server)})\n`)
+    }
+    if (removed.length === 0 && listeners.length === 0) io.stdout.write(dryRun ? 'nothing to remove\n' : 'nothing removed\n')
   }
   for (const { name, error } of failed) io.stderr.write(`shm-channel: could not remove ${name}: ${error}\n`)
   return failed.length === 0 ? EXIT_OK : EXIT_FAILURE
+}
+
+/**
+ * Listeners whose server is gone (dead or closed), with the channels of
+ * their connections (some may be among the channels gc removed already): a
+ * client still attached to one sees its server gone anyway.
+ */
+function collectListeners (prefix: string, dryRun: boolean, failed: Array<{ name: string, error: string }>): Array<ListenerSnapshot & { channels: string[] }> {
+  const names = fs.readdirSync(SHM_DIR, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name)
+  const collected: Array<ListenerSnapshot & { channels: string[] }> = []
+  for (const name of names.filter((n) => n.startsWith(prefix)).sort()) {
+    const found = inspectOther(name)
+    if (found?.kind !== 'listener' || !listenerCollectable(found)) continue
+    const channels = connectionChannels(name, names)
+    if (!dryRun) {
+      try {
+        if (!removeListenerIfStillGone(name)) continue
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        failed.push({ name, error: code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (err as Error).message })
+        continue
+      }
+      for (const channel of channels) {
+        try {
+          Region.unlink(channel)
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code
+          if (code !== 'ENOENT') failed.push({ name: channel, error: code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (err as Error).message })
+        }
+      }
+    }
+    collected.push({ ...found, channels })
+  }
+  return collected
+}
+
+/** Unlinks listener `name` if its server is still gone and the name still holds that object. */
+function removeListenerIfStillGone (name: string): boolean {
+  let region: Region
+  try {
+    region = Region.open(name, { readOnly: true })
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw err
+  }
+  try {
+    const again = inspectListener(name, region.buffer)
+    if (again === undefined || !listenerCollectable(again)) return false
+    return region.unlinkIfSame()
+  } finally {
+    region.close()
+  }
 }
 
 /**

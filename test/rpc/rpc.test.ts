@@ -289,6 +289,17 @@ t.test('SIGKILL of a client: the server drops it and goes on serving the others'
   t.same(disconnects[1], { pid: survivor.pid, code: undefined }, 'a client that closes leaves without an error')
 })
 
+t.test('requests and replies many times the ring go in fragments, several at once, in both directions', async (t) => {
+  const name = serviceName()
+  const server = localServer(t, name, { handled: 0, cancelled: 0 }, { capacity: 4096 })
+  const c = await client(t, name)
+  const values = [0, 1, 2].map((k) => `${k}`.repeat(256 * 1024 + k))
+  const replies = await within(SETTLE_MS, Promise.all(values.map(async (value) => await c.request({ op: 'echo', value }))), 'the large replies')
+  t.ok(replies.every((reply, k) => reply === values[k]), 'each reply is its request\'s value, whole')
+  t.same(await c.request({ op: 'echo', value: 'small after' }), 'small after', 'the connection goes on')
+  t.equal(server.clients.length, 1)
+})
+
 t.test('three clients at once, each served its own answers', async (t) => {
   const name = serviceName()
   const stats: Stats = { handled: 0, cancelled: 0 }

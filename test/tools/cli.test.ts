@@ -19,6 +19,7 @@ import { Consumer, Producer, Region } from '../../lib/index'
 import { initSegment } from '../../lib/channel/segment'
 import * as L from '../../lib/channel/layout'
 import type { HolderSpec } from '../fixtures/cli-holder'
+import { RpcPeer } from '../support/rpc-peer'
 
 const ROOT = path.join(__dirname, '..', '..')
 const BIN = path.join(ROOT, 'bin', 'shm-channel.js')
@@ -254,6 +255,39 @@ t.test('stat --watch prints a sample per interval with rates until its signal ab
     t.equal(samples, 1)
     t.match(result.stderr, `no channel named ${name}`)
   })
+})
+
+t.test('a request/response listener: ls shows it, stat explains it, gc removes it and its connections\' channels once its server is gone', async (t) => {
+  const name = channelName(t, 'listener')
+  const server = new RpcPeer(t, 'rpc-server.ts')
+  const { pid } = await server.call('serve', name) as { pid: number }
+  // A client in its own process, killed below: nobody is left to clean up.
+  // It looks at its server only once a minute, so it is not the one that removes the names.
+  const client = new RpcPeer(t, 'rpc-client.ts')
+  await client.call('connect', name, { peerCheckInterval: 60_000 })
+  t.same(await client.call('request', { op: 'echo', value: 1 }), 1)
+  const connection = fs.readdirSync('/dev/shm').filter((n) => n.startsWith(`${name}.`)).sort()
+  t.equal(connection.length, 2, 'the connection has its two channels')
+
+  const listed = await run(['ls', '--prefix', name])
+  t.equal(listed.code, EXIT_OK)
+  t.match(listed.stdout, new RegExp(`listener ${name} \\(request/response, codec json\\): server ${pid} alive`))
+  const stat = await runJson(t, ['stat', name, '--json'])
+  t.match(stat, { kind: 'listener', name, codec: 'json', server: { pid, status: 'alive' } })
+  t.match((await run(['stat', name])).stdout, /^listener +\S+ \(request\/response/)
+  await run(['gc', '--prefix', name])
+  t.ok(exists(name), 'gc leaves the listener of a live server')
+
+  t.same(await server.kill('SIGKILL'), { code: null, signal: 'SIGKILL' })
+  t.same(await client.kill('SIGKILL'), { code: null, signal: 'SIGKILL' })
+  t.match(await runJson(t, ['stat', name, '--json']), { kind: 'listener', server: { pid, status: 'dead' } })
+  const dry = await runJson(t, ['gc', '--dry-run', '--json', '--prefix', name])
+  t.match(dry.listeners, [{ name, channels: connection }])
+  t.ok(exists(name), '--dry-run removes nothing')
+  const gc = await run(['gc', '--prefix', name])
+  t.equal(gc.code, EXIT_OK, gc.stderr)
+  t.match(gc.stdout, `removed listener ${name} (server ${pid} dead)`)
+  t.same(fs.readdirSync('/dev/shm').filter((n) => n === name || n.startsWith(`${name}.`)), [], 'the listener and its channels are gone')
 })
 
 t.test('gc removes channels whose ends are all dead, closed or free, and never one with a live end', async (t) => {
