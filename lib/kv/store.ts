@@ -123,8 +123,17 @@ const WATCHERS = word(WATCHERS_OFFSET)
 /** Written in place of the magic by the one process rebuilding a header that was found zeroed. */
 const REPAIR_MAGIC = 0x52504b56
 const PAGE = 4096
-/** Share of garbage in a full file above which it is compacted instead of grown (see #compactWhenFull). */
-const FULL_GARBAGE = 1 / 8
+/**
+ * Share of garbage in a full file above which it is compacted instead of
+ * grown (see #compactWhenFull). An automatic compaction leaves
+ * AUTOMATIC_HEADROOM (of the live records) free: by the time writes fill
+ * it, a third of the file is garbage, more than FULL_GARBAGE, so under
+ * steady overwrites the file stays at 1.5x its live records and is rewritten
+ * once per half of them written. compact() leaves a quarter.
+ */
+const FULL_GARBAGE = 1 / 4
+const AUTOMATIC_HEADROOM = 1 / 2
+const EXPLICIT_HEADROOM = 1 / 4
 const CODEC_UTF8 = CODEC_TAGS.utf8
 const EMPTY = Buffer.alloc(0)
 /** The header of a store with no file: its commit word never matches, so every call checks whether the store is closed. */
@@ -353,7 +362,7 @@ export class Store<T = unknown> {
   /** Rewrites the live records into a new file that replaces this one (crash-safe: write, then rename). */
   compact (): void {
     // Not 'wrote': the index still describes the retired file, and must not compact it a second time.
-    this.#locked(() => { this.#compactLocked(); return 'nothing' })
+    this.#locked(() => { this.#compactLocked(EXPLICIT_HEADROOM); return 'nothing' })
   }
 
   /** Reads every record up to the committed end again and reports what is damaged. Changes nothing. */
@@ -749,16 +758,15 @@ export class Store<T = unknown> {
 
   /**
    * A full file with at least FULL_GARBAGE of its records garbage is
-   * compacted rather than grown (true: compacted). The new file has a
-   * quarter of headroom, more than FULL_GARBAGE of it is garbage by the time
-   * it fills, so under steady overwrites the file stays at 1.25x its live
-   * records instead of doubling. Growing is the fallback if compaction fails.
+   * compacted rather than grown (true: compacted), so under steady
+   * overwrites it stays at 1.5x its live records instead of doubling.
+   * Growing is the fallback if compaction fails.
    */
   #compactWhenFull (): boolean {
     const used = this.#applied * COMMIT_UNIT - DATA_START
     if (used < this.#settings.compactMinSize || used - this.#live < used * FULL_GARBAGE) return false
     try {
-      this.#compactLocked()
+      this.#compactLocked(AUTOMATIC_HEADROOM)
       return true
     } catch (err) {
       process.emitWarning(`shm-channel store ${this.path}: compaction of a full file failed, growing it: ${(err as Error).message}`, { code: 'SHM_CHANNEL_STORE_COMPACTION' })
@@ -776,7 +784,7 @@ export class Store<T = unknown> {
     if (used < this.#settings.compactMinSize) return
     if (used - this.#live <= used * this.#settings.compactRatio) return
     try {
-      this.#compactLocked()
+      this.#compactLocked(AUTOMATIC_HEADROOM)
     } catch (err) {
       process.emitWarning(`shm-channel store ${this.path}: automatic compaction failed: ${(err as Error).message}`, { code: 'SHM_CHANNEL_STORE_COMPACTION' })
     }
@@ -789,7 +797,7 @@ export class Store<T = unknown> {
    * write lands here meanwhile. A crash before the rename leaves this file
    * as it was; after it, the next writer here finishes the retirement.
    */
-  #compactLocked (): void {
+  #compactLocked (headroom: number): void {
     const tmp = this.path + '.compact'
     fs.rmSync(tmp, { force: true })
     const now = Date.now()
@@ -813,8 +821,7 @@ export class Store<T = unknown> {
     for (let i = 0; i < unordered.length; i++) slots[unordered[i].offset >> 5] = i + 1
     const entries: Entry[] = []
     for (let slot = 0; slot < slots.length; slot++) if (slots[slot] !== 0) entries.push(unordered[slots[slot] - 1])
-    // A quarter of headroom: the file stays within 1.25x its live records (see #compactWhenFull).
-    const size = Math.ceil(Math.max(this.#settings.initialSize, DATA_START + live + live / 4) / PAGE) * PAGE
+    const size = Math.ceil(Math.max(this.#settings.initialSize, DATA_START + live + live * headroom) / PAGE) * PAGE
     const region = Region.createFile(tmp, size, { mode: this.#settings.mode })
     const offsets = new Float64Array(entries.length)
     let fd = -1
