@@ -13,7 +13,7 @@
 import fs from 'node:fs'
 
 import { binding } from '../binding'
-import { resolveCodec, type Codec, type CodecName } from '../codecs'
+import { resolveCodec, utf8, type Codec, type CodecName } from '../codecs'
 import { ShmChannelError, invalidType, invalidValue, outOfRange } from '../errors'
 import { wake as futexWake, waitAsync as futexWaitAsync } from '../platform/futex'
 import { Region, checkOwnerOf } from '../platform/region'
@@ -85,7 +85,7 @@ interface Entry {
   codec: number
   expiry: number
   sequence: number
-  /** The decoded value, kept while the cache has room (only values of an immutable type: see #cacheable). */
+  /** The decoded value, kept while the cache has room (values of the utf8 codec only: strings cannot be changed by the caller). */
   cached: string | undefined
 }
 
@@ -98,6 +98,8 @@ interface Prepared {
   key: Uint8Array | string
   keyLength: number
   value: Uint8Array | string | undefined
+  /** The value is a string the built-in utf8 codec reads back as it is: the index may keep it. */
+  cacheable: boolean
   valueLength: number
   codec: number
   expiry: number
@@ -134,7 +136,6 @@ const PAGE = 4096
 const FULL_GARBAGE = 1 / 4
 const AUTOMATIC_HEADROOM = 1 / 2
 const EXPLICIT_HEADROOM = 1 / 4
-const CODEC_UTF8 = CODEC_TAGS.utf8
 const EMPTY = Buffer.alloc(0)
 /** The header of a store with no file: its commit word never matches, so every call checks whether the store is closed. */
 const UNMAPPED = new Int32Array(HEADER_SIZE / 4).fill(-1)
@@ -170,7 +171,7 @@ function keyLength (key: unknown): number {
 function deletion (key: Key): Prepared {
   const length = keyLength(key)
   const bytes = typeof key !== 'string'
-  return { kind: KIND_DELETE, flags: bytes ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: undefined, valueLength: 0, codec: 0, expiry: 0 }
+  return { kind: KIND_DELETE, flags: bytes ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: undefined, cacheable: false, valueLength: 0, codec: 0, expiry: 0 }
 }
 
 /** Whether a string survives UTF-8 and back (no lone surrogates). Node >= 20 has the method; ES2022's types do not. */
@@ -258,7 +259,7 @@ export class Store<T = unknown> {
     }
     if (entry.cached !== undefined) return entry.cached as V
     const end = entry.valueStart + entry.valueLength
-    if (tag === CODEC_UTF8) {
+    if (c === utf8 as unknown) {
       // A string never changes, and neither does a record: keep it for the next get.
       const value = this.#buf.toString('utf8', entry.valueStart, end)
       this.#cache(entry, value)
@@ -339,7 +340,7 @@ export class Store<T = unknown> {
 
   /** Removes every key. */
   clear (): void {
-    this.#write([{ kind: KIND_CLEAR, flags: 0, name: '', key: EMPTY, keyLength: 0, value: undefined, valueLength: 0, codec: 0, expiry: 0 }])
+    this.#write([{ kind: KIND_CLEAR, flags: 0, name: '', key: EMPTY, keyLength: 0, value: undefined, cacheable: false, valueLength: 0, codec: 0, expiry: 0 }])
   }
 
   /** Applies all the operations or none: no process ever sees some of them without the others. */
@@ -589,7 +590,7 @@ export class Store<T = unknown> {
       entry.expiry = readU64(buf, p + R_EXPIRY)
       entry.sequence = readU64(buf, p + R_SEQUENCE)
       entry.cached = undefined
-      if (own !== undefined && entry.codec === CODEC_UTF8 && typeof own.value === 'string' && isWellFormed(own.value)) this.#cache(entry, own.value)
+      if (own?.cacheable === true) this.#cache(entry, own.value as string)
       if (old === undefined) map.set(key, entry)
       this.#live += entry.size
       if (entry.expiry !== 0) this.#expiring++
@@ -616,7 +617,7 @@ export class Store<T = unknown> {
     else throw invalidType('the encoded value', 'a Uint8Array or a string', encoded)
     if (valueLength > 0x7fffffff) throw outOfRange('value', 'at most 2 GiB once encoded', valueLength)
     const tag = codecOption === undefined ? this.#codecTag : codecTag(codec as Codec<unknown>)
-    return { kind: KIND_SET, flags: typeof key !== 'string' ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: encoded, valueLength, codec: tag, expiry: checkTtl(ttl) }
+    return { kind: KIND_SET, flags: typeof key !== 'string' ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: encoded, cacheable: codec === utf8 as unknown && isWellFormed(encoded as string), valueLength, codec: tag, expiry: checkTtl(ttl) }
   }
 
   /**
