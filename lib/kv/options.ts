@@ -20,6 +20,19 @@ export interface StoreOptions<T = unknown> {
   compactRatio?: number
   /** ...and the records take at least this many bytes. Default 1 MiB. */
   compactMinSize?: number
+  /**
+   * Bytes of string values (utf8 codec) whose decoded strings this process
+   * keeps, so a get of the same record does not decode it again. 0: none.
+   * Default 64 MiB.
+   */
+  cacheSize?: number
+  /**
+   * Microseconds a watching process keeps polling the commit word (through
+   * setImmediate, the event loop stays free) after a change reached it,
+   * before it sleeps in the kernel: a change in that window reaches it in
+   * microseconds instead of a wake-up's tens. 0: sleep at once. Default 200.
+   */
+  watchPollMicros?: number
   /** How long to wait for a creator to finish a new file's header, in ms. Default 1000. */
   openTimeout?: number
 }
@@ -32,6 +45,8 @@ export interface StoreSettings<T> {
   initialSize: number
   compactRatio: number
   compactMinSize: number
+  cacheSize: number
+  watchPollMicros: number
   openTimeout: number
 }
 
@@ -49,6 +64,8 @@ export function checkStoreOptions<T> (options: StoreOptions<T>): StoreSettings<T
     initialSize: options.initialSize === undefined ? 64 * 1024 : checkInteger('initialSize', options.initialSize, 4096, 2 ** 40),
     compactRatio,
     compactMinSize: options.compactMinSize === undefined ? 1 << 20 : checkInteger('compactMinSize', options.compactMinSize, 0, 2 ** 45),
+    cacheSize: options.cacheSize === undefined ? 64 << 20 : checkInteger('cacheSize', options.cacheSize, 0, 2 ** 45),
+    watchPollMicros: options.watchPollMicros === undefined ? 200 : checkInteger('watchPollMicros', options.watchPollMicros, 0, 1e6),
     openTimeout: options.openTimeout === undefined ? 1000 : checkInteger('openTimeout', options.openTimeout, 0, 2 ** 31)
   }
 }

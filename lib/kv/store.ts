@@ -13,7 +13,7 @@
 import fs from 'node:fs'
 
 import { binding } from '../binding'
-import { resolveCodec, type Codec, type CodecName } from '../codecs'
+import { resolveCodec, utf8, type Codec, type CodecName } from '../codecs'
 import { ShmChannelError, invalidType, invalidValue, outOfRange } from '../errors'
 import { wake as futexWake, waitAsync as futexWaitAsync } from '../platform/futex'
 import { Region, checkOwnerOf } from '../platform/region'
@@ -85,17 +85,28 @@ interface Entry {
   codec: number
   expiry: number
   sequence: number
+  /** The decoded value, kept while the cache has room (values of the utf8 codec only: strings cannot be changed by the caller). */
+  cached: string | undefined
 }
 
 interface Prepared {
   kind: number
   flags: number
-  key: Uint8Array
+  /** The key as the index holds it (the string, or the bytes as latin1); undefined: as the file has it (see indexName). */
+  name: string | undefined
+  /** A string key is written as UTF-8 straight into the file; bytes keys are copied. */
+  key: Uint8Array | string
+  keyLength: number
   value: Uint8Array | string | undefined
+  /** The value is a string the built-in utf8 codec reads back as it is: the index may keep it. */
+  cacheable: boolean
   valueLength: number
   codec: number
   expiry: number
 }
+
+/** What a step under the lock did: 'moved' means the file was replaced and the step must run again in the new one. */
+type Outcome = 'wrote' | 'nothing' | 'moved'
 
 interface WatchEntry {
   key: string
@@ -114,6 +125,17 @@ const WATCHERS = word(WATCHERS_OFFSET)
 /** Written in place of the magic by the one process rebuilding a header that was found zeroed. */
 const REPAIR_MAGIC = 0x52504b56
 const PAGE = 4096
+/**
+ * Share of garbage in a full file above which it is compacted instead of
+ * grown (see #compactWhenFull). An automatic compaction leaves
+ * AUTOMATIC_HEADROOM (of the live records) free: by the time writes fill
+ * it, a third of the file is garbage, more than FULL_GARBAGE, so under
+ * steady overwrites the file stays at 1.5x its live records and is rewritten
+ * once per half of them written. compact() leaves a quarter.
+ */
+const FULL_GARBAGE = 1 / 4
+const AUTOMATIC_HEADROOM = 1 / 2
+const EXPLICIT_HEADROOM = 1 / 4
 const EMPTY = Buffer.alloc(0)
 /** The header of a store with no file: its commit word never matches, so every call checks whether the store is closed. */
 const UNMAPPED = new Int32Array(HEADER_SIZE / 4).fill(-1)
@@ -135,6 +157,38 @@ function keyBytes (key: unknown): Uint8Array {
   return bytes
 }
 
+/** Bytes `key` takes in a record (a string as UTF-8), checked against the limits. */
+function keyLength (key: unknown): number {
+  let length: number
+  if (typeof key === 'string') length = Buffer.byteLength(key, 'utf8')
+  else if (key instanceof Uint8Array) length = key.length
+  else throw invalidType('key', 'a string or a Uint8Array', key)
+  if (length === 0 || length > MAX_KEY_LENGTH) throw outOfRange('key', `from 1 to ${MAX_KEY_LENGTH} bytes`, key)
+  return length
+}
+
+/** A record that removes `key`. */
+function deletion (key: Key): Prepared {
+  const length = keyLength(key)
+  const bytes = typeof key !== 'string'
+  return { kind: KIND_DELETE, flags: bytes ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: undefined, cacheable: false, valueLength: 0, codec: 0, expiry: 0 }
+}
+
+/** Whether a string survives UTF-8 and back (no lone surrogates). Node >= 20 has the method; ES2022's types do not. */
+function isWellFormed (s: string): boolean {
+  return (s as unknown as { isWellFormed: () => boolean }).isWellFormed()
+}
+
+/**
+ * The name under which a process indexes the key it writes: a string key
+ * with a lone surrogate is undefined, as UTF-8 replaces it and every other
+ * process indexes what the file holds.
+ */
+function indexName (key: Key): string | undefined {
+  if (typeof key !== 'string') return latin1(key)
+  return isWellFormed(key) ? key : undefined
+}
+
 function latin1 (bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')
 }
@@ -152,6 +206,8 @@ export class Store<T = unknown> {
   readonly #codecTag: number
   #fd = -1
   #region: Region | undefined
+  /** The mapping of a file this process just compacted away, until its lock is released. */
+  #retired: Region | undefined
   #buf: Buffer = EMPTY
   #h: Int32Array = UNMAPPED
   /** The commit word this index reflects. */
@@ -160,6 +216,8 @@ export class Store<T = unknown> {
   readonly #bytes = new Map<string, Entry>()
   #live = 0
   #expiring = 0
+  /** Value bytes whose decoded value the index keeps (at most settings.cacheSize). */
+  #cachedBytes = 0
   #damage: Damage[] = []
   readonly #watches = new Set<WatchEntry>()
   #events: WatchEvent[] = []
@@ -199,7 +257,14 @@ export class Store<T = unknown> {
     if (entry.codec !== tag) {
       throw new ShmChannelError('ERR_VALUE_TYPE', `the value of ${describeKey(key)} was written with ${CODEC_NAMES[entry.codec] ?? `codec ${entry.codec}`}, not ${CODEC_NAMES[tag]}`)
     }
+    if (entry.cached !== undefined) return entry.cached as V
     const end = entry.valueStart + entry.valueLength
+    if (c === utf8 as unknown) {
+      // A string never changes, and neither does a record: keep it for the next get.
+      const value = this.#buf.toString('utf8', entry.valueStart, end)
+      this.#cache(entry, value)
+      return value as V
+    }
     if (c.decodeRange !== undefined) return c.decodeRange(this.#buf, entry.valueStart, end)
     return c.decode(this.#buf.subarray(entry.valueStart, end))
   }
@@ -265,17 +330,17 @@ export class Store<T = unknown> {
   /** Removes `key`; false if it was not there. */
   delete (key: Key): boolean {
     let found = false
-    const bytes = keyBytes(key)
+    const record = deletion(key)
     this.#write([], () => {
       found = this.has(key)
-      return found ? [{ kind: KIND_DELETE, flags: typeof key === 'string' ? 0 : FLAG_BYTES_KEY, key: bytes, value: undefined, valueLength: 0, codec: 0, expiry: 0 }] : []
+      return found ? [record] : []
     })
     return found
   }
 
   /** Removes every key. */
   clear (): void {
-    this.#write([{ kind: KIND_CLEAR, flags: 0, key: EMPTY, value: undefined, valueLength: 0, codec: 0, expiry: 0 }])
+    this.#write([{ kind: KIND_CLEAR, flags: 0, name: '', key: EMPTY, keyLength: 0, value: undefined, cacheable: false, valueLength: 0, codec: 0, expiry: 0 }])
   }
 
   /** Applies all the operations or none: no process ever sees some of them without the others. */
@@ -283,9 +348,7 @@ export class Store<T = unknown> {
     if (!Array.isArray(operations)) throw invalidType('operations', 'an array', operations)
     const prepared = operations.map((op, i) => {
       if (op?.type === 'set') return this.#prepareSet(op.key, op.value as T, op.ttl, op.codec)
-      if (op?.type === 'delete') {
-        return { kind: KIND_DELETE, flags: typeof op.key === 'string' ? 0 : FLAG_BYTES_KEY, key: keyBytes(op.key), value: undefined, valueLength: 0, codec: 0, expiry: 0 }
-      }
+      if (op?.type === 'delete') return deletion(op.key)
       throw invalidValue(`operations[${i}].type`, "must be 'set' or 'delete'")
     })
     this.#write(prepared)
@@ -299,7 +362,8 @@ export class Store<T = unknown> {
 
   /** Rewrites the live records into a new file that replaces this one (crash-safe: write, then rename). */
   compact (): void {
-    this.#locked(() => { this.#compactLocked(); return true })
+    // Not 'wrote': the index still describes the retired file, and must not compact it a second time.
+    this.#locked(() => { this.#compactLocked(EXPLICIT_HEADROOM); return 'nothing' })
   }
 
   /** Reads every record up to the committed end again and reports what is damaged. Changes nothing. */
@@ -362,31 +426,43 @@ export class Store<T = unknown> {
     return { close, [Symbol.dispose]: close }
   }
 
+  /**
+   * Follows the commit word while any watch is open. After a change it
+   * polls the word once per event-loop turn for watchPollMicros (changes
+   * often come in runs, and a wake-up through the kernel and libuv costs
+   * tens of microseconds); then it sleeps on the word in the kernel, counted
+   * in the header's watcher count so that writers wake it. Idle, it uses no
+   * CPU.
+   */
   async #runWatches (): Promise<void> {
-    let h = this.#h
-    Atomics.add(h, WATCHERS, 1)
+    const pollMs = this.#settings.watchPollMicros / 1000
+    let active = performance.now()
     try {
       while (this.#watches.size > 0 && !this.#closed) {
-        if (h !== this.#h) {
-          Atomics.sub(h, WATCHERS, 1)
-          h = this.#h
-          Atomics.add(h, WATCHERS, 1)
-        }
+        const h = this.#h
         const seen = Atomics.load(h, COMMIT)
         if (seen !== this.#applied) {
           this.#catchUp()
+          active = performance.now()
+          continue
+        }
+        if (performance.now() - active < pollMs) {
+          await new Promise((resolve) => setImmediate(resolve))
           continue
         }
         const abort = new AbortController()
         this.#waitAbort = abort
-        // Sleeps while the commit word still holds `seen`; a writer wakes it after its commit (it sees our count).
+        // Counted before the last look, so a writer either sees the count or we see its commit (as in lib/segment/wait.ts).
+        Atomics.add(h, WATCHERS, 1)
+        // Sleeps while the commit word still holds `seen`; a writer wakes it after its commit.
         const pending = futexWaitAsync(h, COMMIT, seen, { signal: abort.signal }).catch(() => {})
         this.#pendingWait = pending
+        // Runs before #unmap's deferred close of this mapping (registered later on the same promise).
         await pending
         this.#pendingWait = undefined
+        Atomics.sub(h, WATCHERS, 1)
       }
     } finally {
-      if (!this.#closed || this.#region !== undefined) Atomics.sub(h, WATCHERS, 1)
       this.#watchLoop = undefined
       // A watch opened while this loop was finishing.
       if (this.#watches.size > 0 && !this.#closed) this.#watchLoop = this.#runWatches()
@@ -427,7 +503,6 @@ export class Store<T = unknown> {
     if (this.#closed) return
     this.#closed = true
     this.#watches.clear()
-    if (this.#watchLoop !== undefined) Atomics.sub(this.#h, WATCHERS, 1)
     this.#waitAbort?.abort()
     this.#unmap()
     dropped.unregister(this)
@@ -476,7 +551,12 @@ export class Store<T = unknown> {
     }
   }
 
-  #apply (p: number): void {
+  /**
+   * Applies the whole record at `p` to the index. `own`: the record as this
+   * process just wrote it, whose key (and, for the utf8 codec, value) the
+   * index takes as they are instead of decoding them from the file again.
+   */
+  #apply (p: number, own?: Prepared): void {
     const buf = this.#buf
     const kind = buf[p + R_KIND]
     if (kind === KIND_CLEAR) {
@@ -484,30 +564,34 @@ export class Store<T = unknown> {
       this.#bytes.clear()
       this.#live = 0
       this.#expiring = 0
+      this.#cachedBytes = 0
       this.#changed({ type: 'clear', key: undefined })
       return
     }
     const isBytes = (buf[p + R_FLAGS] & FLAG_BYTES_KEY) !== 0
     const keyLength = buf.readUInt16LE(p + R_KEY_LENGTH)
-    const key = buf.toString(isBytes ? 'latin1' : 'utf8', p + RECORD_HEADER, p + RECORD_HEADER + keyLength)
+    const key = own?.name ?? buf.toString(isBytes ? 'latin1' : 'utf8', p + RECORD_HEADER, p + RECORD_HEADER + keyLength)
     const map = isBytes ? this.#bytes : this.#strings
     const old = map.get(key)
     if (old !== undefined) {
       this.#live -= old.size
       if (old.expiry !== 0) this.#expiring--
+      if (old.cached !== undefined) this.#cachedBytes -= old.valueLength
     }
     if (kind === KIND_SET) {
       const valueLength = buf.readUInt32LE(p + R_VALUE_LENGTH)
-      const entry: Entry = {
-        offset: p,
-        size: recordSize(keyLength, valueLength),
-        valueStart: p + RECORD_HEADER + keyLength,
-        valueLength,
-        codec: buf[p + R_CODEC],
-        expiry: readU64(buf, p + R_EXPIRY),
-        sequence: readU64(buf, p + R_SEQUENCE)
-      }
-      map.set(key, entry)
+      // Updated in place: one lookup, no allocation. Nothing holds an entry across a call.
+      const entry: Entry = old ?? { offset: 0, size: 0, valueStart: 0, valueLength: 0, codec: 0, expiry: 0, sequence: 0, cached: undefined }
+      entry.offset = p
+      entry.size = recordSize(keyLength, valueLength)
+      entry.valueStart = p + RECORD_HEADER + keyLength
+      entry.valueLength = valueLength
+      entry.codec = buf[p + R_CODEC]
+      entry.expiry = readU64(buf, p + R_EXPIRY)
+      entry.sequence = readU64(buf, p + R_SEQUENCE)
+      entry.cached = undefined
+      if (own?.cacheable === true) this.#cache(entry, own.value as string)
+      if (old === undefined) map.set(key, entry)
       this.#live += entry.size
       if (entry.expiry !== 0) this.#expiring++
     } else {
@@ -516,8 +600,15 @@ export class Store<T = unknown> {
     if (this.#watches.size > 0) this.#changed({ type: kind === KIND_SET ? 'set' : 'delete', key: isBytes ? Buffer.from(key, 'latin1') : key })
   }
 
+  /** Keeps `value`, the decoded value of `entry`, while the cache has room. */
+  #cache (entry: Entry, value: string): void {
+    if (this.#cachedBytes + entry.valueLength > this.#settings.cacheSize) return
+    entry.cached = value
+    this.#cachedBytes += entry.valueLength
+  }
+
   #prepareSet (key: Key, value: T, ttl: number | undefined, codecOption: Codec<any> | CodecName | undefined): Prepared {
-    const kb = keyBytes(key)
+    const length = keyLength(key)
     const codec = codecOption === undefined ? this.#settings.codec : resolveCodec(codecOption)
     const encoded = codec.encode(value as never)
     let valueLength: number
@@ -526,14 +617,14 @@ export class Store<T = unknown> {
     else throw invalidType('the encoded value', 'a Uint8Array or a string', encoded)
     if (valueLength > 0x7fffffff) throw outOfRange('value', 'at most 2 GiB once encoded', valueLength)
     const tag = codecOption === undefined ? this.#codecTag : codecTag(codec as Codec<unknown>)
-    return { kind: KIND_SET, flags: typeof key === 'string' ? 0 : FLAG_BYTES_KEY, key: kb, value: encoded, valueLength, codec: tag, expiry: checkTtl(ttl) }
+    return { kind: KIND_SET, flags: typeof key !== 'string' ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: encoded, cacheable: codec === utf8 as unknown && isWellFormed(encoded as string), valueLength, codec: tag, expiry: checkTtl(ttl) }
   }
 
   /**
    * Takes the writer lock of the current file, brings the index up to date,
    * runs `work`, releases. Follows the file if compaction replaced it.
    */
-  #locked (work: () => boolean): void {
+  #locked (work: () => Outcome): void {
     this.#checkOpen()
     for (;;) {
       const h = this.#h
@@ -550,10 +641,16 @@ export class Store<T = unknown> {
         this.#catchUp()
         // Another file now (its header was wiped and rebuilt meanwhile): take that one's lock.
         if (fd !== this.#fd) continue
-        if (work()) this.#maybeCompact()
+        const outcome = work()
+        if (outcome === 'moved') continue
+        if (outcome === 'wrote') this.#maybeCompact()
       } finally {
         // The mapping may have changed (the file grew): release through the current one, if it is the same file.
         release(fd === this.#fd ? this.#h : h)
+        if (this.#retired !== undefined) {
+          this.#unmap(this.#retired)
+          this.#retired = undefined
+        }
       }
       return
     }
@@ -582,18 +679,24 @@ export class Store<T = unknown> {
   #write (ops: Prepared[], late?: () => Prepared[]): void {
     this.#locked(() => {
       const records = late === undefined ? ops : late()
-      if (records.length === 0) return false
-      this.#append(records)
-      return true
+      if (records.length === 0) return 'nothing'
+      return this.#append(records)
     })
   }
 
-  /** Appends `records` as one commit. Holds the lock; the index is up to date. */
-  #append (records: Prepared[]): void {
+  /**
+   * Appends `records` as one commit. Holds the lock; the index is up to
+   * date. 'moved': the file was full and compacted instead of grown; write
+   * again in the new one.
+   */
+  #append (records: Prepared[]): Outcome {
     const start = this.#applied * COMMIT_UNIT
     let end = start
-    for (const r of records) end += recordSize(r.key.length, r.valueLength)
-    if (end > this.#buf.length) this.#grow(end)
+    for (const r of records) end += recordSize(r.keyLength, r.valueLength)
+    if (end > this.#buf.length) {
+      if (this.#compactWhenFull()) return 'moved'
+      this.#grow(end)
+    }
     // After growing: the views of the new mapping.
     const h = this.#h
     const buf = this.#buf
@@ -601,16 +704,17 @@ export class Store<T = unknown> {
     let p = start
     for (let i = 0; i < records.length; i++) {
       const r = records[i]
-      const size = recordSize(r.key.length, r.valueLength)
+      const size = recordSize(r.keyLength, r.valueLength)
       buf[p + R_KIND] = r.kind
       buf[p + R_FLAGS] = r.flags | (i < records.length - 1 ? FLAG_MORE : 0)
-      buf.writeUInt16LE(r.key.length, p + R_KEY_LENGTH)
+      buf.writeUInt16LE(r.keyLength, p + R_KEY_LENGTH)
       buf.writeUInt32LE(r.valueLength, p + R_VALUE_LENGTH)
       buf.writeUInt32LE(r.codec, p + R_CODEC)
       writeU64(buf, p + R_SEQUENCE, sequence++)
       writeU64(buf, p + R_EXPIRY, r.expiry)
-      buf.set(r.key, p + RECORD_HEADER)
-      const v = p + RECORD_HEADER + r.key.length
+      if (typeof r.key === 'string') buf.write(r.key, p + RECORD_HEADER, r.keyLength, 'utf8')
+      else buf.set(r.key, p + RECORD_HEADER)
+      const v = p + RECORD_HEADER + r.keyLength
       if (typeof r.value === 'string') buf.write(r.value, v, 'utf8')
       else if (r.value !== undefined) buf.set(r.value, v)
       // Zero the padding: a writer that died here may have left other bytes.
@@ -625,9 +729,14 @@ export class Store<T = unknown> {
     Atomics.store(h, COMMIT, end / COMMIT_UNIT)
     if (Atomics.load(h, WATCHERS) > 0) futexWake(h, COMMIT)
     if (this.#settings.durable) fs.fsyncSync(this.#fd)
-    // Our own records, into our index directly: they were whole when we wrote them (no second CRC).
-    for (let q = start; q < end; q += recordSize(buf.readUInt16LE(q + R_KEY_LENGTH), buf.readUInt32LE(q + R_VALUE_LENGTH))) this.#apply(q)
+    // Our own records, into our index directly: they were whole when we wrote them (no second CRC), and we know their keys.
+    p = start
+    for (const r of records) {
+      this.#apply(p, r)
+      p += recordSize(r.keyLength, r.valueLength)
+    }
     this.#applied = end / COMMIT_UNIT
+    return 'wrote'
   }
 
   /** Makes the file at least `needed` bytes: reserved with posix_fallocate before any byte is written there (ENOSPC is thrown, never SIGBUS). */
@@ -649,6 +758,24 @@ export class Store<T = unknown> {
   }
 
   /**
+   * A full file with at least FULL_GARBAGE of its records garbage is
+   * compacted rather than grown (true: compacted), so under steady
+   * overwrites it stays at 1.5x its live records instead of doubling.
+   * Growing is the fallback if compaction fails.
+   */
+  #compactWhenFull (): boolean {
+    const used = this.#applied * COMMIT_UNIT - DATA_START
+    if (used < this.#settings.compactMinSize || used - this.#live < used * FULL_GARBAGE) return false
+    try {
+      this.#compactLocked(AUTOMATIC_HEADROOM)
+      return true
+    } catch (err) {
+      process.emitWarning(`shm-channel store ${this.path}: compaction of a full file failed, growing it: ${(err as Error).message}`, { code: 'SHM_CHANNEL_STORE_COMPACTION' })
+      return false
+    }
+  }
+
+  /**
    * Compacts past the garbage ratio, after a write has committed: if it
    * fails (ENOSPC for the new file) the write still stands, so the failure
    * is a warning, and the next write tries again.
@@ -658,7 +785,7 @@ export class Store<T = unknown> {
     if (used < this.#settings.compactMinSize) return
     if (used - this.#live <= used * this.#settings.compactRatio) return
     try {
-      this.#compactLocked()
+      this.#compactLocked(AUTOMATIC_HEADROOM)
     } catch (err) {
       process.emitWarning(`shm-channel store ${this.path}: automatic compaction failed: ${(err as Error).message}`, { code: 'SHM_CHANNEL_STORE_COMPACTION' })
     }
@@ -671,33 +798,59 @@ export class Store<T = unknown> {
    * write lands here meanwhile. A crash before the rename leaves this file
    * as it was; after it, the next writer here finishes the retirement.
    */
-  #compactLocked (): void {
+  #compactLocked (headroom: number): void {
     const tmp = this.path + '.compact'
     fs.rmSync(tmp, { force: true })
     const now = Date.now()
-    const entries: Entry[] = []
+    const unordered: Entry[] = []
+    const expired: Array<[Map<string, Entry>, string]> = []
     let live = 0
     for (const map of [this.#strings, this.#bytes]) {
-      for (const entry of map.values()) {
-        if (entry.expiry !== 0 && entry.expiry <= now) continue
-        entries.push(entry)
+      for (const [key, entry] of map) {
+        if (entry.expiry !== 0 && entry.expiry <= now) {
+          expired.push([map, key])
+          continue
+        }
+        unordered.push(entry)
         live += entry.size
       }
     }
-    entries.sort((a, b) => a.offset - b.offset)
-    // A quarter of headroom: the file stays within 1.25x its live records until writes make it grow (by doubling).
-    const size = Math.ceil(Math.max(this.#settings.initialSize, DATA_START + live + live / 4) / PAGE) * PAGE
+    // In file order (commit order, and the old file read front to back). No
+    // comparison sort: a record takes at least 32 bytes, so offset / 32 is a
+    // distinct slot per record.
+    const slots = new Int32Array(((this.#applied * COMMIT_UNIT) >> 5) + 1)
+    for (let i = 0; i < unordered.length; i++) slots[unordered[i].offset >> 5] = i + 1
+    const entries: Entry[] = []
+    for (let slot = 0; slot < slots.length; slot++) if (slots[slot] !== 0) entries.push(unordered[slots[slot] - 1])
+    const size = Math.ceil(Math.max(this.#settings.initialSize, DATA_START + live + live * headroom) / PAGE) * PAGE
     const region = Region.createFile(tmp, size, { mode: this.#settings.mode })
+    const offsets = new Float64Array(entries.length)
+    let fd = -1
+    let p = DATA_START
     try {
+      fd = fs.openSync(tmp, O_RDWR | O_NOFOLLOW)
       const out = Buffer.from(region.buffer)
-      let p = DATA_START
+      // Live records that lie back to back in the old file are copied in one call.
+      let runStart = 0
+      let runEnd = 0
+      let runTo = p
       for (const entry of entries) {
-        this.#buf.copy(out, p, entry.offset, entry.offset + entry.size)
+        if (entry.offset !== runEnd) {
+          this.#buf.copy(out, runTo, runStart, runEnd)
+          runTo += runEnd - runStart
+          runStart = entry.offset
+        }
+        runEnd = entry.offset + entry.size
+      }
+      this.#buf.copy(out, runTo, runStart, runEnd)
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i]
         if ((out[p + R_FLAGS] & FLAG_MORE) !== 0) {
           // Alone now, no longer part of a batch.
           out[p + R_FLAGS] &= ~FLAG_MORE
           out.writeUInt32LE(crc32c(out, p + 4, entry.valueStart - entry.offset + p + entry.valueLength), p + R_CRC)
         }
+        offsets[i] = p
         p += entry.size
       }
       const nh = new Int32Array(region.buffer, 0, HEADER_SIZE / 4)
@@ -705,18 +858,46 @@ export class Store<T = unknown> {
       storeU64(nh, SEQUENCE, loadU64(this.#h, SEQUENCE))
       nh[COMMIT] = p / COMMIT_UNIT
       publishIdentity(nh, STORE_KIND)
-      if (this.#settings.durable) syncPath(tmp)
+      if (this.#settings.durable) fs.fsyncSync(fd)
       fs.renameSync(tmp, this.path)
     } catch (err) {
+      region.close()
+      if (fd !== -1) fs.closeSync(fd)
       fs.rmSync(tmp, { force: true })
       throw err
-    } finally {
-      region.close()
     }
     const h = this.#h
     Atomics.store(h, RETIRED, 1)
     Atomics.store(h, COMMIT, 0)
     futexWake(h, COMMIT)
+    // This process moves to the new file with its index as it is, the offsets
+    // changed: it wrote the file, so it need not read it back (other processes do).
+    // The old mapping stays until #locked has released the old file's lock through it.
+    this.#retired = this.#region
+    this.#region = undefined
+    dropped.unregister(this)
+    fs.closeSync(this.#fd)
+    this.#fd = fd
+    dropped.register(this, fd, this)
+    this.#region = region
+    this.#buf = Buffer.from(region.buffer)
+    this.#h = new Int32Array(region.buffer, 0, HEADER_SIZE / 4)
+    for (const [map, key] of expired) {
+      const entry = map.get(key) as Entry
+      if (entry.cached !== undefined) this.#cachedBytes -= entry.valueLength
+      map.delete(key)
+    }
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]
+      entry.valueStart += offsets[i] - entry.offset
+      entry.offset = offsets[i]
+    }
+    this.#live = live
+    this.#expiring = 0
+    for (const entry of entries) if (entry.expiry !== 0) this.#expiring++
+    this.#damage = []
+    this.#applied = p / COMMIT_UNIT
+    this.#waitAbort?.abort()
   }
 
   /** Maps the whole file again (it grew), through our fd: the same file even if the path was renamed over. */
@@ -729,9 +910,8 @@ export class Store<T = unknown> {
     this.#waitAbort?.abort()
   }
 
-  #unmap (): void {
-    const old = this.#region
-    this.#region = undefined
+  #unmap (old = this.#region): void {
+    if (old === this.#region) this.#region = undefined
     if (old === undefined) return
     // A watch may still sleep on the old mapping: unmap once it is back.
     if (this.#pendingWait !== undefined) void this.#pendingWait.finally(() => { old.close() })
@@ -754,6 +934,7 @@ export class Store<T = unknown> {
     this.#bytes.clear()
     this.#live = 0
     this.#expiring = 0
+    this.#cachedBytes = 0
     this.#applied = 0
     this.#damage = []
     this.#muted = true
@@ -868,15 +1049,6 @@ export class Store<T = unknown> {
     storeU64(h, SEQUENCE, sequence)
     h[COMMIT] = end / COMMIT_UNIT
     Atomics.store(h, 0, STORE_MAGIC)
-  }
-}
-
-function syncPath (path: string): void {
-  const fd = fs.openSync(path, 'r+')
-  try {
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
   }
 }
 

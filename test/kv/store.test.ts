@@ -8,8 +8,8 @@ import path from 'node:path'
 import t, { type Test } from 'tap'
 
 import { Store, codecs } from '../../lib/index'
-import { DATA_START } from '../../lib/kv/layout'
-import { thrown } from '../support/peers'
+import { DATA_START, WATCHERS_OFFSET } from '../../lib/kv/layout'
+import { thrown, until } from '../support/peers'
 import { closeAtEnd, leavesNothingInDevShm, tempDir } from '../support/shm'
 
 function storePath (t: Test): string {
@@ -147,6 +147,99 @@ t.test('the file grows by doubling as it fills, and compaction (automatic past t
   t.equal(other.size, 100)
   t.notOk(fs.existsSync(file + '.compact'))
   t.end()
+})
+
+t.test('under steady overwrites a full file is compacted instead of grown: it stays within 1.5x its live records', (t) => {
+  const file = storePath(t)
+  const s = closeAtEnd(t, Store.open(file, { codec: 'utf8', initialSize: 8192, compactMinSize: 64 * 1024 }))
+  const other = closeAtEnd(t, Store.open(file, { codec: 'utf8' }))
+  const value = 'v'.repeat(200)
+  for (let i = 0; i < 400; i++) s.set(`key${i}`, value + i)
+  let largest = 0
+  let files = 0
+  let inode = fs.statSync(file).ino
+  for (let round = 0; round < 40; round++) {
+    for (let i = 0; i < 400; i += 3) s.set(`key${i}`, value + (round * 400 + i))
+    const now = fs.statSync(file).ino
+    if (now !== inode) {
+      files++
+      inode = now
+    }
+    // After the first compaction, the file it leaves is the most there is.
+    if (files > 0) largest = Math.max(largest, s.fileSize)
+  }
+  const v = s.verify()
+  t.ok(files >= 2, `compacted ${files} times`)
+  t.ok(largest <= 1.5 * (DATA_START + v.live) + 4096, `largest file ${largest} bytes for ${v.live} bytes of live records`)
+  t.same(v.damaged, [])
+  const expected = (i: number): string => value + (i % 3 === 0 ? 39 * 400 + i : i)
+  let mismatches = 0
+  for (let i = 0; i < 400; i++) if (s.get(`key${i}`) !== expected(i) || other.get(`key${i}`) !== expected(i)) mismatches++
+  t.equal(mismatches, 0, 'the compacting Store and another one read the same 400 values')
+  t.equal(s.size, 400)
+  t.equal(other.size, 400)
+  t.notOk(fs.existsSync(file + '.compact'))
+  t.end()
+})
+
+t.test('a string value read once is kept decoded, and a later write of the key by anyone replaces it', (t) => {
+  const file = storePath(t)
+  const s = closeAtEnd(t, Store.open(file, { codec: 'utf8' }))
+  const other = closeAtEnd(t, Store.open(file, { codec: 'utf8' }))
+  const uncached = closeAtEnd(t, Store.open(file, { codec: 'utf8', cacheSize: 0 }))
+  s.set('k', 'first')
+  t.equal(other.get('k'), 'first')
+  t.equal(other.get('k'), 'first', 'the second read, from the kept string')
+  s.set('k', 'second')
+  t.equal(other.get('k'), 'second')
+  t.equal(s.get('k'), 'second')
+  t.equal(uncached.get('k'), 'second')
+  other.set('k', 'third')
+  t.equal(s.get('k'), 'third')
+  t.equal(thrown(() => s.get('k', 'json')).code, 'ERR_VALUE_TYPE', 'a typed get still checks the codec')
+  // UTF-8 cannot hold a lone surrogate: the writer reads back what every other process reads.
+  s.set('lone\ud800', 'value\udc00')
+  t.equal(s.get('lone\ufffd'), 'value\ufffd')
+  t.equal(other.get('lone\ufffd'), 'value\ufffd')
+  t.same([...s.keys()], [...other.keys()])
+  t.match(thrown(() => Store.open(file, { cacheSize: -1 })).message, /"cacheSize"/)
+  t.end()
+})
+
+t.test('an idle watch sleeps in the kernel: after its polling window it uses no CPU', async (t) => {
+  const file = storePath(t)
+  const s = closeAtEnd(t, Store.open(file, { watchPollMicros: 1000 }))
+  const other = closeAtEnd(t, Store.open(file))
+  let heard = 0
+  const w = s.watch('k', () => { heard++ })
+  other.set('k', 1)
+  await until(() => heard === 1, 10_000, 'the watch to hear the set')
+  // The header's count of sleeping watchers turns 1 once it stopped polling.
+  const header = Buffer.alloc(4)
+  const sleeping = (): number => {
+    const fd = fs.openSync(file, 'r')
+    try {
+      fs.readSync(fd, header, 0, 4, WATCHERS_OFFSET)
+    } finally {
+      fs.closeSync(fd)
+    }
+    return header.readInt32LE(0)
+  }
+  await until(() => sleeping() === 1, 10_000, 'the watch to sleep')
+  // The lower of two windows: a fresh process's V8 background threads (compiling, collecting) count too,
+  // tens of ms in one window at times; a watch that polled would burn most of both.
+  const cpuMs = async (): Promise<number> => {
+    const before = process.cpuUsage()
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const used = process.cpuUsage(before)
+    return (used.user + used.system) / 1000
+  }
+  const least = Math.min(await cpuMs(), await cpuMs())
+  t.ok(least < 100, `${least} ms of CPU in the quieter of two 300 ms windows of an idle watch`)
+  other.set('k', 2)
+  await until(() => heard === 2, 10_000, 'the watch to hear the next set')
+  w.close()
+  await until(() => sleeping() === 0, 10_000, 'the closed watch to leave the count')
 })
 
 t.test('close is idempotent, using a closed store throws ERR_STORE_CLOSED, Symbol.dispose closes', (t) => {
