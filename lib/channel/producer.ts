@@ -311,7 +311,8 @@ export class Producer<T = unknown> {
 
   /**
    * Sends, waiting for room while the ring is full. Resolves once the message
-   * is written. Sends made in one tick are published together. `timeout` and
+   * is written. Sends made in one tick are published together; a run of
+   * awaited sends in batches (see #publishTask). `timeout` and
    * `signal` apply until the message starts going out; a fragmented message
    * that has started is finished.
    */
