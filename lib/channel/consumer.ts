@@ -11,6 +11,7 @@ import { linkSignals } from '../segment/signals'
 import { waitAsync, waitSync, type WaitSettings, type WaitSpec } from '../segment/wait'
 import { adopt, bufferEnd, openEnd, type End } from './end'
 import { checkMaxMessageSize, settings, type ConsumerOptions, type WaitOptions } from './options'
+import { publishDeferredSends } from './producer'
 import { ASSEMBLED, NONE, RingConsumer, RingProducer } from './ring'
 import { checkBuffer } from './segment'
 
@@ -202,6 +203,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
     if (this.#ring.available) return true
     this.#ring.release()
     if (!this.#end.peerClosed()) {
+      publishDeferredSends()
       const link = options.signal === undefined ? undefined : linkSignals(this.#closer.signal, options.signal)
       try {
         await waitAsync(this.#spec, timeout, link?.signal ?? this.#closer.signal)
@@ -232,6 +234,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
       if (next !== NOTHING) return next
       // The clock is read only once there is something to wait for.
       if (deadline === -1) deadline = performance.now() + timeout
+      publishDeferredSends()
       waitSync(this.#spec, Math.max(0, deadline - performance.now()))
     }
   }
@@ -327,6 +330,7 @@ export class Consumer<T = unknown> implements AsyncIterable<T> {
         const next = this.#next()
         if (next === END) throw ended()
         if (next !== NOTHING) return next
+        publishDeferredSends()
         try {
           await waitAsync(this.#spec, Math.max(0, deadline - performance.now()), signal)
         } catch (err) {

@@ -199,6 +199,8 @@ export class End {
   /** performance.now() when the peer was first seen dead, -1 while it is not. */
   #peerDeadSince = -1
   #nextPeerCheck = 0
+  /** Date.now() at the last checkPeerSoon: a clock the producer's deferred publish reads for free. */
+  lastCallMs = 0
   /** How this end was taken: first, or over from a dead holder. */
   readonly arrival: Arrival
   closed = false
@@ -255,6 +257,7 @@ export class End {
   checkPeerSoon (): void {
     // Date.now(): a V8 builtin, several times cheaper than performance.now(), and whole milliseconds are enough here.
     const now = Date.now()
+    this.lastCallMs = now
     if (now < this.#nextPeerCheck) return
     this.#nextPeerCheck = now + this.#peerDeath.peerCheckInterval
     this.checkPeer()

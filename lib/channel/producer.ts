@@ -17,6 +17,30 @@ import { checkBuffer } from './segment'
 
 const RESOLVED = Promise.resolve()
 
+/**
+ * Deferred publish of awaited sends (docs/performance.md, "Deferred
+ * publish"): at most this many messages are held back while sends keep
+ * coming, and the batch limit shrinks so that the first message of a batch
+ * waits about PUBLISH_DELAY_MS at most.
+ */
+const MAX_DEFERRED = 64
+const PUBLISH_DELAY_MS = 0.025
+/** However the batch limit stands, a look at least this many milliseconds (by Date.now) after a batch began publishes. */
+const MAX_DEFER_MS = 2
+
+/**
+ * Producers of this thread holding sends back. A wait of this thread on a
+ * channel (receiveSync, or a receive that finds nothing) publishes them
+ * first: a reply that the waiting end expects may depend on them.
+ */
+const deferring = new Set<{ publishDeferred: () => void }>()
+
+/** Publishes what every producer of this thread holds back. Called before a consumer waits. */
+export function publishDeferredSends (): void {
+  if (deferring.size === 0) return
+  for (const producer of [...deferring]) producer.publishDeferred()
+}
+
 interface PendingSend {
   payload: Uint8Array | string
   /** Bytes of a fragmented payload already written; -1 until the first fragment. */
@@ -41,6 +65,17 @@ export class Producer<T = unknown> {
   readonly #queue: PendingSend[] = []
   #pumping = false
   #publishScheduled = false
+  /** Messages written by send()'s fast path; the count at the publish task's last look, and at the last publish. */
+  #sends = 0
+  #looked = 0
+  #sendsPublished = 0
+  /** How many sends the publish task may hold back now, and when it last published (ms). */
+  #deferLimit = 1
+  #lastPublish = 0
+  /** Date.now() when the batch now held back began. */
+  #deferredSinceMs = 0
+  /** publishDeferredSends' handle on this producer. */
+  readonly #deferHandle = { publishDeferred: () => { this.#publishDeferred(this.#sends) } }
   #corked = false
   readonly #closer = new AbortController()
   /** Payload size the waiter needs room for; set before each wait. */
@@ -127,16 +162,76 @@ export class Producer<T = unknown> {
   }
 
   /**
-   * The microtask that publishes the sends of one tick: made once, not per
-   * tick, and queued as a reaction to a settled promise, which measured
-   * cheaper than queueMicrotask (that one wraps each callback for async hooks).
+   * The microtask that publishes what send() wrote: made once, not per tick,
+   * and queued as a reaction to a settled promise, which measured cheaper
+   * than queueMicrotask (that one wraps each callback for async hooks).
+   *
+   * With one `await send` per message each message is its own tick, and a
+   * publish per message makes every message a cache miss on both sides (the
+   * consumer polls the line the publish writes). So while new sends keep
+   * coming, the task looks again one microtask later instead of publishing:
+   * the sends of a tick are still published together, and a run of awaited
+   * sends is published every #deferLimit messages (at most MAX_DEFERRED or
+   * an eighth of the ring). It publishes as soon as a look finds no send since
+   * the last one (the producer stopped, or awaits something else), when the
+   * consumer is parked (it is woken at once), and before any wait for room.
+   * An awake consumer is never woken by a system call.
    */
   readonly #publishTask = (): void => {
+    if (this.#end.closed) {
+      this.#publishScheduled = false
+      return
+    }
+    const sends = this.#sends
+    if (sends === this.#sendsPublished) {
+      // Published meanwhile (trySend, a wait, publishDeferredSends).
+      this.#publishScheduled = false
+      return
+    }
+    const ring = this.#ring
+    if (sends !== this.#looked && sends - this.#sendsPublished < this.#deferLimit && ring.unpublishedBytes < ring.capacity >>> 3 && !ring.consumerParked) {
+      const nowMs = this.#end.lastCallMs
+      if (this.#looked === this.#sendsPublished) {
+        this.#deferredSinceMs = nowMs
+        deferring.add(this.#deferHandle)
+      }
+      if (nowMs - this.#deferredSinceMs < MAX_DEFER_MS) {
+        this.#looked = sends
+        void RESOLVED.then(this.#publishTask)
+        return
+      }
+    }
     this.#publishScheduled = false
-    if (!this.#end.closed) this.#publish()
+    this.#publishDeferred(sends)
+  }
+
+  /**
+   * Publishes the deferred sends and sets the next batch limit from the
+   * clock, read here, once per publish: a batch whose first message waited
+   * longer than PUBLISH_DELAY_MS makes the limit shrink in proportion (to 1,
+   * no deferral, for sends further apart than that), a full batch that did
+   * not makes it double.
+   */
+  #publishDeferred (sends: number): void {
+    const batch = sends - this.#sendsPublished
+    if (batch === 0) return
+    if (this.#looked !== this.#sendsPublished) deferring.delete(this.#deferHandle)
+    this.#looked = sends
+    this.#sendsPublished = sends
+    if (this.#end.closed) return
+    this.#publish()
+    const now = performance.now()
+    const elapsed = now - this.#lastPublish
+    this.#lastPublish = now
+    if (elapsed > PUBLISH_DELAY_MS) {
+      this.#deferLimit = Math.max(1, Math.floor(this.#deferLimit * PUBLISH_DELAY_MS / elapsed))
+    } else if (batch >= this.#deferLimit && this.#deferLimit < MAX_DEFERRED) {
+      this.#deferLimit *= 2
+    }
   }
 
   #schedulePublish (): void {
+    this.#sends++
     if (this.#publishScheduled) return
     this.#publishScheduled = true
     void RESOLVED.then(this.#publishTask)
@@ -216,7 +311,8 @@ export class Producer<T = unknown> {
 
   /**
    * Sends, waiting for room while the ring is full. Resolves once the message
-   * is written. Sends made in one tick are published together. `timeout` and
+   * is written. Sends made in one tick are published together; a run of
+   * awaited sends in batches (see #publishTask). `timeout` and
    * `signal` apply until the message starts going out; a fragmented message
    * that has started is finished.
    */
@@ -302,6 +398,7 @@ export class Producer<T = unknown> {
         const started = head.offset > 0
         const link = started || head.signal === undefined ? undefined : linkSignals(this.#closer.signal, head.signal)
         const left = started ? Infinity : Math.max(0, head.deadline - performance.now())
+        publishDeferredSends()
         try {
           await waitAsync(this.#spec, left, link?.signal ?? this.#closer.signal)
         } catch (err) {
@@ -334,6 +431,7 @@ export class Producer<T = unknown> {
       this.#ring.publish()
       this.#ring.noteFull()
       const started = head.offset > 0
+      publishDeferredSends()
       try {
         waitSync(this.#spec, started ? Infinity : Math.max(0, deadline - performance.now()))
       } catch (err) {
@@ -351,6 +449,7 @@ export class Producer<T = unknown> {
    */
   close (): void {
     if (this.#end.closed) return
+    deferring.delete(this.#deferHandle)
     if (this.#ring.pending) this.#ring.publish()
     this.#end.close(() => {
       // The consumer may be asleep on an empty ring: tell it about the close.

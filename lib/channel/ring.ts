@@ -246,6 +246,16 @@ export class RingProducer extends RingEnd {
     return true
   }
 
+  /** Bytes of committed records not yet published. */
+  get unpublishedBytes (): number {
+    return (this.#position - this.#published) >>> 0
+  }
+
+  /** True when the consumer is parked (asleep, or about to sleep, waiting for a publish). */
+  get consumerParked (): boolean {
+    return Atomics.load(this.header, CONSUMER_PARKED_WORD) !== 0
+  }
+
   /** True when committed records are not yet published. */
   get pending (): boolean {
     return this.#position !== this.#published

@@ -229,6 +229,78 @@ t.test('across processes', async (t) => {
     await peer.call('closeProducer')
   })
 
+  t.test('deferred publish: the tail of a run of awaited sends reaches a consumer in another process with no further call', async (t) => {
+    const peer = new ChannelPeer(t)
+    const name = channelName()
+    // A ring large enough that the run never fills it: no wait for room publishes the tail.
+    const consumer = closeAtEnd(t, Consumer.open<number>(name, { capacity: 1 << 20 }))
+    await peer.call('openProducer', name, {})
+    const values = Array.from({ length: 2000 }, (_, i) => i)
+    // The peer awaits each send, then only answers this call and idles.
+    t.equal(await peer.call('send', values), values.length)
+    const got: number[] = []
+    await within(10_000, (async () => {
+      for await (const m of consumer) if (got.push(m) === values.length) break
+    })(), 'the last messages')
+    t.same(got, values, 'all of them, in order')
+    await peer.call('closeProducer')
+  })
+
+  t.test('deferred publish: awaited sends with CPU work between them are published while the loop still runs', async (t) => {
+    const peer = new ChannelPeer(t)
+    const toPeer = channelName()
+    const fromPeer = channelName()
+    const producer = closeAtEnd(t, Producer.open<number>(toPeer, { capacity: 1 << 20 }))
+    const consumer = closeAtEnd(t, Consumer.open<number>(fromPeer, { capacity: 1 << 20 }))
+    await peer.call('openConsumer', toPeer, {})
+    await peer.call('openProducer', fromPeer, {})
+    const FAST = 500
+    const SLOW = 8
+    const echoed = peer.call('echo', FAST + SLOW, 'async')
+    await peer.event('echoing')
+    // A fast run first, so that sends are being held back when the slow loop starts.
+    for (let i = 0; i < FAST; i++) await producer.send(i)
+    for (let i = FAST; i < FAST + SLOW; i++) {
+      await producer.send(i)
+      const until = Date.now() + 4 // CPU work, no await: only the producer's own bound publishes
+      while (Date.now() < until) { /* busy */ }
+    }
+    // Still inside the loop's synchronous run (no await since its last send):
+    // every message but the last must be published by now; its echo comes back.
+    const answers: number[] = []
+    const deadline = Date.now() + 10_000
+    while (answers.length < FAST + SLOW - 1 && Date.now() < deadline) {
+      const m = consumer.tryReceive()
+      if (m !== undefined) answers.push(m)
+    }
+    t.same(answers, Array.from({ length: FAST + SLOW - 1 }, (_, i) => 2 * i), 'each message but the last was delivered during the loop')
+    t.equal(await echoed, FAST + SLOW, 'and the last one after it')
+    await peer.call('closeConsumer')
+    await peer.call('closeProducer')
+  })
+
+  t.test('deferred publish: a receiveSync in the same thread publishes the sends held back before it blocks', async (t) => {
+    const peer = new ChannelPeer(t)
+    const toPeer = channelName()
+    const fromPeer = channelName()
+    const producer = closeAtEnd(t, Producer.open<number>(toPeer, { capacity: 1 << 20 }))
+    const consumer = closeAtEnd(t, Consumer.open<number>(fromPeer, { capacity: 1 << 20 }))
+    await peer.call('openConsumer', toPeer, {})
+    await peer.call('openProducer', fromPeer, {})
+    const ROUNDS = 500
+    const echoed = peer.call('echo', ROUNDS, 'async')
+    await peer.event('echoing')
+    for (let i = 0; i < ROUNDS; i++) await producer.send(i)
+    // No await from here on: the tail of the run is published by the first
+    // receiveSync that has to wait, or no answer to it ever comes.
+    let wrong = 0
+    for (let i = 0; i < ROUNDS; i++) if (consumer.receiveSync({ timeout: 10_000 }) !== 2 * i) wrong++
+    t.equal(wrong, 0, 'every answer, in order')
+    t.equal(await echoed, ROUNDS)
+    await peer.call('closeConsumer')
+    await peer.call('closeProducer')
+  })
+
   t.test('a for await loop waiting when its producer is SIGKILLed throws ERR_PEER_DEAD, after what was sent', async (t) => {
     const peer = new ChannelPeer(t)
     const name = channelName()
