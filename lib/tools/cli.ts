@@ -568,8 +568,13 @@ function collectListeners (prefix: string, dryRun: boolean, failed: Array<{ name
   return collected
 }
 
-/** Unlinks listener `name` if its server is still gone and the name still holds that object. */
-function removeListenerIfStillGone (name: string): boolean {
+/**
+ * Maps `name` again and unlinks it only if `stillCollectable` holds for what
+ * it holds now and the name still refers to that same object: an end that
+ * came alive since the listing, or an object re-created under the name
+ * meanwhile, is left alone.
+ */
+function unlinkIfStill (name: string, stillCollectable: (buffer: SharedArrayBuffer) => boolean): boolean {
   let region: Region
   try {
     region = Region.open(name, { readOnly: true })
@@ -578,34 +583,26 @@ function removeListenerIfStillGone (name: string): boolean {
     throw err
   }
   try {
-    const again = inspectListener(name, region.buffer)
-    if (again === undefined || !listenerCollectable(again)) return false
-    return region.unlinkIfSame()
+    return stillCollectable(region.buffer) && region.unlinkIfSame()
   } finally {
     region.close()
   }
 }
 
-/**
- * Maps the channel again, checks that no end came alive since the listing,
- * and unlinks the name only while it is still that same object (a channel
- * re-created under the name meanwhile is left alone).
- */
+/** Unlinks listener `name` if its server is still gone. */
+function removeListenerIfStillGone (name: string): boolean {
+  return unlinkIfStill(name, (buffer) => {
+    const again = inspectListener(name, buffer)
+    return again !== undefined && listenerCollectable(again)
+  })
+}
+
+/** Unlinks channel `name` if no end came alive since the listing. */
 function removeIfStillCollectable (name: string): boolean {
-  let region: Region
-  try {
-    region = Region.open(name, { readOnly: true })
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw err
-  }
-  try {
-    const again = read(name, region.buffer)
-    if (again.kind !== 'channel' || !collectable(again.channel, ageOf(name))) return false
-    return region.unlinkIfSame()
-  } finally {
-    region.close()
-  }
+  return unlinkIfStill(name, (buffer) => {
+    const again = read(name, buffer)
+    return again.kind === 'channel' && collectable(again.channel, ageOf(name))
+  })
 }
 
 // ---------------------------------------------------------------------------
