@@ -20,7 +20,7 @@ import {
 } from './frames'
 import { W_CLIENTS_PARKED, W_REPLY_BELL } from './listener-layout'
 import { Ticket, reclaimListener, type Bell } from './ticket'
-import { waitAsync, type WaitSpec } from '../segment/wait'
+import { waitAsync, type WaitSpec, type WaitStrategy } from '../segment/wait'
 import { DEFAULT_RPC_CAPACITY, common, connectionName, serviceName, type ConnectionOptions, type ConnectOptions, type RequestOptions } from './options'
 
 export type { ConnectOptions, RequestOptions } from './options'
@@ -134,16 +134,19 @@ class Replies {
   readonly #members = new Set<Client<any, any>>()
   readonly #bell: Bell
   readonly #spec: WaitSpec
+  /** The members' wait strategy; 'adaptive' spins only for a lone member (see #run). */
+  readonly #strategy: WaitStrategy
 
   private constructor (key: string, link: Link, settings: Settings) {
     this.#key = key
     this.#bell = link.bell
     const { server } = link
+    this.#strategy = settings.channel.wait ?? 'adaptive'
     this.#spec = {
       header: link.bell.hold(),
       parkedFlag: W_CLIENTS_PARKED,
       waitWord: W_REPLY_BELL,
-      strategy: settings.channel.wait ?? 'adaptive',
+      strategy: this.#strategy,
       spinMicros: settings.channel.spinMicros ?? 50,
       peerCheckInterval: settings.peerCheckInterval,
       ready: this.#poll,
@@ -185,6 +188,10 @@ class Replies {
       for (;;) {
         this.#poll()
         if (this.#members.size === 0) return
+        // Spinning holds this process's event loop and a core: worth it for one
+        // request's round trip, not while several clients wait, whose replies
+        // come in passes of the server and whose process has other work.
+        this.#spec.strategy = this.#strategy === 'adaptive' && this.#members.size > 1 ? 'block' : this.#strategy
         try {
           // In slices, so that once nothing is pending (the last request timed
           // out or was cancelled) the waiter ends soon and an idle process is
