@@ -427,8 +427,9 @@ async function scale () {
   console.error(`  ${loaded.clients} idle: ${loaded.threads} threads, ${loaded.cpuPercent.toFixed(2)} % CPU, /dev/shm ${(shm / 2 ** 20).toFixed(1)} MiB; one active p50 ${busy.p50.toFixed(1)} µs`)
   await Promise.all(clients.map((child) => ask(child, { close: true })))
   const throughput = {}
-  // 'shm': clients waiting 'adaptive' (the default: each spins up to 50 µs on
-  // its process's event loop before sleeping); 'shm-block': clients that sleep at once.
+  // 'shm': clients waiting 'adaptive' (the default: a process's reply waiter
+  // spins up to 50 µs on its event loop before sleeping, when it waits for one
+  // client only; for several it sleeps at once); 'shm-block': never spins.
   for (const kind of ['shm', 'shm-block', 'unix']) {
     await Promise.all(clients.map((child) => ask(child, { load: kind, name: kind === 'unix' ? socketPath : name, count: ACTIVE / PROCESSES, ms: LOAD_MS })))
     const done = await Promise.all(clients.map((child) => ask(child, {})))

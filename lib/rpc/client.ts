@@ -18,12 +18,14 @@ import {
   FLAG_NO_VALUE, FRAME_HEADER_SIZE, FRAME_KIND, FRAME_STATUS, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, STATUS_OK,
   decodeValue, malformed, putHeader, readId, remoteError, writeFrame
 } from './frames'
+import { W_CLIENTS_PARKED, W_REPLY_BELL } from './listener-layout'
 import { Ticket, reclaimListener, type Bell } from './ticket'
+import { waitAsync, type WaitSpec, type WaitStrategy } from '../segment/wait'
 import { DEFAULT_RPC_CAPACITY, common, connectionName, serviceName, type ConnectionOptions, type ConnectOptions, type RequestOptions } from './options'
 
 export type { ConnectOptions, RequestOptions } from './options'
 
-/** Longest a client's read loop waits before looking whether anything is still pending, in milliseconds. */
+/** Longest a reply waiter (or a client following its channel) waits before looking whether anything is still pending, in milliseconds. */
 const IDLE_SLICE = 200
 
 /**
@@ -67,6 +69,8 @@ interface Link {
   /** Sends the channel has not published yet (waiting for room, or going in fragments): the connection streams while > 0. */
   slowSends: number
   server: { pid: number, startTime: number }
+  /** The reply waiter this connection's replies come through: one per process, server and name. */
+  replies: string
 }
 
 /** Claims a slot of the server's listener, makes the connection's duplex and waits to be accepted. */
@@ -95,7 +99,8 @@ async function openLink (settings: Settings, signal: AbortSignal | undefined): P
     throw err
   }
   const bell = ticket.release() as Bell // accepted: the ticket hands over the listener
-  return { connection, duplex, producer: duplex.producer, consumer: duplex.consumer, bell, slowSends: 0, server: ticket.server }
+  const replies = `${shm}:${ticket.server.pid}:${ticket.server.startTime}`
+  return { connection, duplex, producer: duplex.producer, consumer: duplex.consumer, bell, slowSends: 0, server: ticket.server, replies }
 }
 
 /** `promise`, or ERR_TIMEOUT after `timeout` ms, or an AbortError when `signal` aborts, whichever comes first. */
@@ -113,6 +118,99 @@ async function bounded<T> (promise: Promise<T>, timeout: number, signal: AbortSi
     signal?.addEventListener('abort', onAbort, { once: true })
     promise.then((value) => { done(); resolve(value) }, (err: unknown) => { done(); reject(err) })
   })
+}
+
+/**
+ * One reply waiter per process and server: every client of this process
+ * with requests pending on that server waits on the listener's reply bell
+ * through it, instead of each on its own channel (see the top of
+ * lib/rpc/listener-layout.ts). The server wakes it once per pass of
+ * replies; it then reads every member's channel. It lives while a member
+ * has requests pending, and maps the listener through one member's bell.
+ */
+class Replies {
+  static readonly #all = new Map<string, Replies>()
+  readonly #key: string
+  readonly #members = new Set<Client<any, any>>()
+  readonly #bell: Bell
+  readonly #spec: WaitSpec
+  /** The members' wait strategy; 'adaptive' spins only for a lone member (see #run). */
+  readonly #strategy: WaitStrategy
+
+  private constructor (key: string, link: Link, settings: Settings) {
+    this.#key = key
+    this.#bell = link.bell
+    const { server } = link
+    this.#strategy = settings.channel.wait ?? 'adaptive'
+    this.#spec = {
+      header: link.bell.hold(),
+      parkedFlag: W_CLIENTS_PARKED,
+      waitWord: W_REPLY_BELL,
+      strategy: this.#strategy,
+      spinMicros: settings.channel.spinMicros ?? 50,
+      peerCheckInterval: settings.peerCheckInterval,
+      ready: this.#poll,
+      checkPeer: () => {
+        if (!isAlive(server.pid, server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
+      },
+      // Client processes share the count: one's unpark must not hide another's park.
+      parkedCounts: true
+    }
+  }
+
+  /** Makes `client` (with requests pending on `link`) a member; the first member of a process and server starts the waiter. */
+  static join (client: Client<any, any>, link: Link, settings: Settings): void {
+    const key = link.replies
+    let replies = Replies.#all.get(key)
+    if (replies === undefined) {
+      replies = new Replies(key, link, settings)
+      Replies.#all.set(key, replies)
+      const started = replies
+      // After the caller's synchronous burst of requests, not inside the first one.
+      queueMicrotask(() => { void started.#run() })
+    }
+    replies.#members.add(client)
+  }
+
+  /** Reads every member's replies; drops members that wait for none. True when the wait is over (something read, or no member left). */
+  readonly #poll = (): boolean => {
+    let read = 0
+    for (const client of this.#members) {
+      const n = Client.readReplies(client, this.#key)
+      if (n < 0) this.#members.delete(client)
+      else read += n
+    }
+    return read > 0 || this.#members.size === 0
+  }
+
+  async #run (): Promise<void> {
+    try {
+      for (;;) {
+        this.#poll()
+        if (this.#members.size === 0) return
+        // Spinning holds this process's event loop and a core: worth it for one
+        // request's round trip, not while several clients wait, whose replies
+        // come in passes of the server and whose process has other work.
+        this.#spec.strategy = this.#strategy === 'adaptive' && this.#members.size > 1 ? 'block' : this.#strategy
+        try {
+          // In slices, so that once nothing is pending (the last request timed
+          // out or was cancelled) the waiter ends soon and an idle process is
+          // not held. A slice, not an AbortSignal: merging signals costs several
+          // microseconds per wait.
+          await waitAsync(this.#spec, IDLE_SLICE)
+        } catch (err) {
+          if ((err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
+          this.#spec.checkPeer() // a wait that ends by its timeout skips the peer check
+        }
+      }
+    } catch (err) {
+      for (const client of this.#members) Client.repliesFailed(client, this.#key, err)
+      this.#members.clear()
+    } finally {
+      if (Replies.#all.get(this.#key) === this) Replies.#all.delete(this.#key)
+      this.#bell.letGo()
+    }
+  }
 }
 
 /** A client under watch: held through a WeakRef, so a client dropped without close() can still be collected. */
@@ -225,7 +323,10 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   #link: Link
   readonly #pending = new Map<number, Pending>()
   #nextId = 0
-  #reading = false
+  /** The connection whose replies its process's reply waiter reads for this client (requests pending), if any. */
+  #reading: Link | undefined
+  /** True while following the channel itself, for a reply the server publishes without a ring. */
+  #following = false
   /** Set once the connection broke: every request fails like this, or (`reconnect`) connects again. */
   #failure: ShmChannelError | undefined
   /** The connecting again that requests wait for, while it lasts. */
@@ -387,47 +488,71 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   }
 
   #startReading (): void {
-    if (this.#reading) return
-    this.#reading = true
-    // After the caller's synchronous burst of requests, not inside the first one.
-    queueMicrotask(() => { void this.#read() })
+    if (this.#reading === this.#link) return
+    this.#reading = this.#link
+    Replies.join(this, this.#link, this.#settings)
   }
 
-  async #read (): Promise<void> {
-    const { consumer, server } = this.#link
+  /** For Replies: reads the replies waiting now and returns how many frames; -1 once this client waits for none. */
+  static readReplies (client: Client<any, any>, replies: string): number {
+    // A client that connected again reads through another waiter (or this one again, as a new member).
+    if (client.#reading?.replies !== replies) return -1
+    return client.#readReplies()
+  }
+
+  /** For Replies: the reply waiter failed (the server died). */
+  static repliesFailed (client: Client<any, any>, replies: string, err: unknown): void {
+    if (client.#reading?.replies !== replies) return
+    client.#reading = undefined
+    if (!client.#closed && client.#failure === undefined) client.#fail(client.#translate(err))
+  }
+
+  #readReplies (): number {
+    if (this.#pending.size === 0 || this.#closed || this.#failure !== undefined || this.#reading !== this.#link) {
+      this.#reading = undefined
+      return -1
+    }
+    const { consumer, bell } = this.#link
+    let n = 0
     try {
-      while (this.#pending.size > 0 && !this.#closed) {
-        let frame: Buffer | undefined
-        let n = 0
-        while ((frame = consumer.read()) !== undefined) {
-          this.#onFrame(frame)
-          if ((++n & 63) === 0) consumer.release()
-        }
-        consumer.release()
-        if (this.#pending.size === 0) break
-        // Waits in slices, so that once nothing is pending (the last request
-        // timed out or was cancelled) the loop ends soon and an idle client
-        // stops holding the event loop. A slice, not an AbortSignal: merging
-        // signals (AbortSignal.any) costs several microseconds per wait.
-        let more: boolean
-        try {
-          more = await consumer.readable({ timeout: IDLE_SLICE })
-        } catch (err) {
-          if ((err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
-          // A wait that ends by its timeout skips the channel's own peer
-          // check (lib/segment/wait.ts checks the deadline first): check here.
-          if (!isAlive(server.pid, server.startTime)) throw new ShmChannelError('ERR_PEER_DEAD', 'the server died')
-          continue
-        }
-        if (!more) throw new ShmChannelError('ERR_CHANNEL_CLOSED', `the server of ${this.name} closed the connection`)
+      let frame: Buffer | undefined
+      while ((frame = consumer.read()) !== undefined) {
+        this.#onFrame(frame)
+        if ((++n & 63) === 0) consumer.release()
       }
+      consumer.release()
+      if (this.#pending.size > 0 && !this.#following && bell.answering()) void this.#follow()
     } catch (err) {
       if (!this.#closed) this.#fail(this.#translate(err))
-    } finally {
-      this.#reading = false
     }
-    // A request may have come while the loop was stopping.
-    if (this.#pending.size > 0 && this.#failure === undefined && !this.#closed) this.#startReading()
+    return n
+  }
+
+  /**
+   * While the server answers this connection without ringing (a reply that
+   * waits for room, or goes in fragments), wait on the channel itself until
+   * its answering bit is clear; the server rings once more after clearing it.
+   */
+  async #follow (): Promise<void> {
+    this.#following = true
+    const { consumer, bell } = this.#link
+    try {
+      while (this.#pending.size > 0 && !this.#closed && this.#failure === undefined && bell.answering()) {
+        try {
+          await consumer.readable({ timeout: IDLE_SLICE })
+        } catch (err) {
+          if ((err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
+        }
+        if (this.#closed || this.#failure !== undefined) break
+        let frame: Buffer | undefined
+        while ((frame = consumer.read()) !== undefined) this.#onFrame(frame)
+        consumer.release()
+      }
+    } catch (err) {
+      if (!this.#closed && this.#failure === undefined) this.#fail(this.#translate(err))
+    } finally {
+      this.#following = false
+    }
   }
 
   /**
@@ -435,7 +560,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
    * the connection or died. While requests are pending the read loop does both.
    */
   #watch (verdicts: Map<string, boolean>): void {
-    if (this.#reading || this.#failure !== undefined || this.#closed) return
+    if (this.#reading !== undefined || this.#failure !== undefined || this.#closed) return
     const { consumer, server } = this.#link
     try {
       let frame: Buffer | undefined

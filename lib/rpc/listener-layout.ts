@@ -32,6 +32,21 @@
  * the server then follows that connection's channel with its own wait until
  * the bit is clear.
  *
+ * Replies, the other way, wake one waiter per client *process*, not one per
+ * connection. A client with requests pending does not wait on its own
+ * channel: all the clients of one process waiting on one server share one
+ * waiter on the *reply bell* (lib/rpc/client.ts, Replies). After a pass in
+ * which it wrote replies (or ended connections) the server adds 1 to the
+ * reply bell and, only if the *clients parked* count is not 0, wakes every
+ * waiter on it: one system call per pass, whatever the number of replies.
+ * A reply waiter parks as a channel end does, counting itself into the
+ * parked count (several processes share it), loading the reply bell and
+ * re-reading its connections' channels before the kernel wait. A reply the
+ * server's channel cannot take at once is published later without a ring:
+ * for that time the server sets the connection's bit in the *answering*
+ * bitmap, and the client follows that connection's channel with its own
+ * wait until the bit is clear (the server rings once more after clearing it).
+ *
  * This file is the one place the listener's bytes are written down (the
  * channel segment's are in lib/channel/layout.ts); docs/architecture.md
  * describes the same bytes. The server side is lib/rpc/listener.ts, the
@@ -39,8 +54,8 @@
  *
  *   0          512                       table (512 + slots * 32, up to a 128-byte line)
  *   +----------+-------------------------+---------------------+-------------------------+
- *   | header   | slots, 32 bytes each    | visit bitmap        | streaming bitmap        |
- *   +----------+-------------------------+---------------------+-------------------------+
+ *   | header   | slots, 32 bytes each    | visit bitmap        | streaming bitmap        | answering bitmap |
+ *   +----------+-------------------------+---------------------+-------------------------+------------------+
  *                                          table bits / 8 bytes each (table bits: a multiple of 32)
  *
  *    0                   1                   2                   3
@@ -61,6 +76,8 @@
  *   |                      server parked flag                       | 260 1 while the server sleeps (or is about to)
  *   +---------------------------------------------------------------+
  *   |                  codec name, UTF-8, up to 64 bytes            | 384
+ *   |                          reply bell                           | 448 the server adds 1 after replies; clients sleep on it
+ *   |                     clients parked (count)                    | 452 reply waiters asleep (or about to be)
  *   +---------------------------------------------------------------+
  *
  * A slot:
@@ -96,7 +113,7 @@ import { HEADER_SIZE_OFFSET, MAGIC_OFFSET, VERSION_OFFSET, invalidSegment } from
 import { LINE, word } from '../segment/words'
 
 export const LISTENER_MAGIC = 0x4c4d4853 // "SHML" read as a little-endian u32
-export const LISTENER_VERSION_MAJOR = 2
+export const LISTENER_VERSION_MAJOR = 3
 export const LISTENER_VERSION_MINOR = 0
 
 // Identity line: magic, version and header size as in every segment kind
@@ -117,6 +134,10 @@ export const DOORBELL_OFFSET = 2 * LINE
 export const SERVER_PARKED_OFFSET = DOORBELL_OFFSET + 4
 export const CODEC_NAME_OFFSET = 3 * LINE
 export const CODEC_NAME_MAX = 64
+/** After the codec name: the server adds 1 after writing replies; a client process's reply waiter sleeps on it. */
+export const REPLY_BELL_OFFSET = CODEC_NAME_OFFSET + CODEC_NAME_MAX
+/** How many client processes' reply waiters sleep (or are about to) on the reply bell. */
+export const CLIENTS_PARKED_OFFSET = REPLY_BELL_OFFSET + 4
 export const LISTENER_HEADER_SIZE = 4 * LINE
 
 export const SLOT_SIZE = 32
@@ -142,13 +163,13 @@ export function tableBits (maxClients: number): number {
   return Math.ceil(Math.min(maxClients, MAX_TABLE_BITS) / 32) * 32
 }
 
-/** Byte offset of the visit bitmap; the streaming bitmap follows it. */
+/** Byte offset of the visit bitmap; the streaming and answering bitmaps follow it. */
 export function tableOffset (slots: number): number {
   return Math.ceil((LISTENER_HEADER_SIZE + slots * SLOT_SIZE) / LINE) * LINE
 }
 
 export function listenerSize (slots: number, bits: number): number {
-  return tableOffset(slots) + 2 * (bits >>> 3)
+  return tableOffset(slots) + 3 * (bits >>> 3)
 }
 
 /** Where a listener's connection table lies, as word indexes for an Int32Array over the whole region. */
@@ -157,13 +178,15 @@ export interface Table {
   visit: number
   /** First word of the streaming bitmap. */
   streaming: number
+  /** First word of the answering bitmap. */
+  answering: number
   /** Words in each bitmap. */
   words: number
 }
 
 export function table (slots: number, bits: number): Table {
   const visit = tableOffset(slots) >>> 2
-  return { visit, streaming: visit + (bits >>> 5), words: bits >>> 5 }
+  return { visit, streaming: visit + (bits >>> 5), answering: visit + 2 * (bits >>> 5), words: bits >>> 5 }
 }
 
 /** Word index of field `field` of slot `slot`, for an Int32Array over the whole region. */
@@ -173,6 +196,8 @@ export function slotWord (slot: number, field: number): number {
 
 export const W_DOORBELL = word(DOORBELL_OFFSET)
 export const W_SERVER_PARKED = word(SERVER_PARKED_OFFSET)
+export const W_REPLY_BELL = word(REPLY_BELL_OFFSET)
+export const W_CLIENTS_PARKED = word(CLIENTS_PARKED_OFFSET)
 
 /** The listener among segment kinds, as a client opens it. */
 export const LISTENER: SegmentShape = {

@@ -14,7 +14,7 @@ import { waitAsync, type WaitSettings, type WaitSpec } from '../segment/wait'
 import { loadU64 } from '../segment/words'
 import {
   CODEC_NAME_MAX, SERVER_END_OFFSET, SLOT_ACCEPTED, SLOT_ACCEPTING, SLOT_CLAIMED, SLOT_FREE, SLOT_INDEX, SLOT_OWNER, SLOT_READY,
-  SLOT_REFUSED, SLOT_STATE, SLOT_START_TIME, SLOT_CONNECTION, W_DOORBELL, W_SERVER_PARKED, listenerKind, listenerSize, slotWord,
+  SLOT_REFUSED, SLOT_STATE, SLOT_START_TIME, SLOT_CONNECTION, W_CLIENTS_PARKED, W_DOORBELL, W_REPLY_BELL, W_SERVER_PARKED, listenerKind, listenerSize, slotWord,
   table, tableBits, type SlotOwner, type Table
 } from './listener-layout'
 
@@ -134,6 +134,24 @@ export class Listener {
     return (Atomics.load(this.#h, this.#table.streaming + (index >>> 5)) & (1 << (index & 31))) !== 0
   }
 
+  /** Marks connection `index` answering (a reply its channel publishes later, without a ring) or not. */
+  answering (index: number, on: boolean): void {
+    const w = this.#table.answering + (index >>> 5)
+    if (on) Atomics.or(this.#h, w, 1 << (index & 31))
+    else Atomics.and(this.#h, w, ~(1 << (index & 31)))
+  }
+
+  /**
+   * After writing replies (or ending connections): adds 1 to the reply bell,
+   * then wakes the clients' reply waiters only if one is parked (see the top
+   * of lib/rpc/listener-layout.ts). One call per pass, whatever the replies.
+   */
+  ringReplies (): void {
+    if (this.closed) return
+    Atomics.add(this.#h, W_REPLY_BELL, 1)
+    if (Atomics.load(this.#h, W_CLIENTS_PARKED) !== 0) wake(this.#h, W_REPLY_BELL)
+  }
+
   /** A free connection index, or -1 when the table is full. */
   takeIndex (): number {
     return this.#freeIndexes.pop() ?? -1
@@ -144,6 +162,7 @@ export class Listener {
     const mask = ~(1 << (index & 31))
     Atomics.and(this.#h, this.#table.visit + (index >>> 5), mask)
     Atomics.and(this.#h, this.#table.streaming + (index >>> 5), mask)
+    Atomics.and(this.#h, this.#table.answering + (index >>> 5), mask)
     this.#freeIndexes.push(index)
   }
 

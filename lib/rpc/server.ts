@@ -116,6 +116,8 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
       channel,
       maxInFlight,
       streaming: (index) => this.#listener.streaming(index),
+      answering: (index, on) => { this.#listener.answering(index, on) },
+      replied: this.#replied,
       onEnd: (connection, error) => { this.#ended(connection, error) }
     }
     this.#listener = Listener.create(shm, { slots: backlog, maxClients: this.#maxClients, capacity, codec: codec.name, mode: options.mode, openTimeout })
@@ -137,6 +139,27 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
     return [...this.#connections].map((connection) => connection.client)
   }
 
+  /** Replies were written (or connections ended) since the reply bell last rang. */
+  #repliesDue = false
+  #flushQueued = false
+
+  /** A connection wrote a reply or ended: the reply bell rings at the end of this pass, or of this turn of the loop. */
+  readonly #replied = (): void => {
+    this.#repliesDue = true
+    if (!this.#flushQueued) {
+      this.#flushQueued = true
+      queueMicrotask(this.#flushReplies)
+    }
+  }
+
+  /** Rings the reply bell once for every reply written since the last ring. */
+  readonly #flushReplies = (): void => {
+    this.#flushQueued = false
+    if (!this.#repliesDue) return
+    this.#repliesDue = false
+    this.#listener.ringReplies()
+  }
+
   readonly #visit = (index: number): void => {
     this.#byIndex.get(index)?.visit()
   }
@@ -151,6 +174,8 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
       listener.mark()
       for (const slot of listener.ready()) this.#admit(slot)
       listener.takeVisits(this.#visit)
+      // Before the wait (whose spin would hold back a microtask): one ring for the pass's replies.
+      this.#flushReplies()
       if (performance.now() - swept >= SWEEP_INTERVAL) {
         swept = performance.now()
         this.#sweep()
@@ -238,6 +263,7 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
     this.#signal?.removeEventListener('abort', this.#onAbort)
     this.#nap?.abort()
     for (const connection of [...this.#connections]) connection.close()
+    this.#flushReplies()
     this.#listener.close()
   }
 
@@ -277,6 +303,10 @@ interface ConnectionSetup {
   maxInFlight: number
   /** True while connection `index`'s client streams. */
   streaming: (index: number) => boolean
+  /** Marks connection `index` answering: a reply its channel publishes later, without a ring. */
+  answering: (index: number, on: boolean) => void
+  /** A reply was written or a connection ended: the clients' reply waiters must look. */
+  replied: () => void
   onEnd: (connection: Connection, error: Error | undefined) => void
 }
 
@@ -332,6 +362,8 @@ class Connection {
   /** True while maxInFlight handlers run: the next request waits in the ring. */
   #full = false
   #following = false
+  /** Replies the channel publishes later (waiting for room, or in fragments): the connection is answering while > 0. */
+  #slowReplies = 0
   #ended = false
 
   constructor (client: ClientInfo, owner: SlotOwner, index: number, duplex: Duplex<Uint8Array, Uint8Array>, setup: ConnectionSetup) {
@@ -482,14 +514,29 @@ class Connection {
   #write (status: number, flags: number, id: number, payload: string | Uint8Array | undefined): void {
     try {
       const sent = writeFrame(this.#producer, KIND_REPLY, status, flags, id, payload)
-      // A reply waiting for room fails only if the connection ends: run() reports that.
-      sent?.catch(() => {})
+      this.#setup.replied()
+      // A reply waiting for room fails only if the connection ends: the close reports that.
+      if (sent !== undefined) this.#replySlowly(sent)
     } catch (err) {
       if (status === STATUS_OK && err instanceof TypeError) {
         this.#write(STATUS_ERROR, 0, id, errorPayload(err)) // the codec returned something unwritable
       }
       // Otherwise the channel is closed: run() sees it and ends the connection.
     }
+  }
+
+  /**
+   * A reply the channel publishes later, without a ring: the connection is
+   * answering (its client follows the channel) until the last such reply is
+   * out, then rings as for any reply.
+   */
+  #replySlowly (sent: Promise<void>): void {
+    if (this.#slowReplies++ === 0) this.#setup.answering(this.index, true)
+    sent.catch(() => {}).finally(() => {
+      // Once ended, the index may be another connection's: its bit is not ours to clear.
+      if (--this.#slowReplies === 0 && !this.#ended) this.#setup.answering(this.index, false)
+      this.#setup.replied()
+    })
   }
 
   /** Ends the connection once: cancels running handlers, closes the channels and removes their names. */
@@ -500,6 +547,7 @@ class Connection {
     for (const context of this.#running.values()) context.cancel(gone)
     this.#running.clear()
     this.#duplex.close()
+    this.#setup.replied() // a client waiting for replies reads the close
     // The client's channel names are unique to this connection; whichever
     // way it ended (a client that died cannot remove them), remove them.
     try {

@@ -190,7 +190,10 @@ export class Bell {
   readonly #h: Int32Array
   readonly #visit: number
   readonly #streaming: number
+  readonly #answering: number
   readonly #bit: number
+  /** Reply waiters using this bell's mapping of the listener: it is unmapped when closed and not held. */
+  #holds = 0
   #closed = false
 
   constructor (region: Region, layout: Table, index: number) {
@@ -198,6 +201,7 @@ export class Bell {
     this.#h = new Int32Array(region.buffer)
     this.#visit = layout.visit + (index >>> 5)
     this.#streaming = layout.streaming + (index >>> 5)
+    this.#answering = layout.answering + (index >>> 5)
     this.#bit = 1 << (index & 31)
   }
 
@@ -220,11 +224,26 @@ export class Bell {
     else Atomics.and(this.#h, this.#streaming, ~this.#bit)
   }
 
-  /** Unmaps the listener. Idempotent. */
+  /** True while the server has a reply for this connection that its channel publishes without a ring. */
+  answering (): boolean {
+    return (Atomics.load(this.#h, this.#answering) & this.#bit) !== 0
+  }
+
+  /** The listener's words, for a reply waiter: mapped until letGo(), even past close(). */
+  hold (): Int32Array {
+    this.#holds++
+    return this.#h
+  }
+
+  letGo (): void {
+    if (--this.#holds === 0 && this.#closed) this.#region.close()
+  }
+
+  /** Unmaps the listener (once no reply waiter holds it). Idempotent. */
   close (): void {
     if (this.#closed) return
     this.#closed = true
-    this.#region.close()
+    if (this.#holds === 0) this.#region.close()
   }
 }
 

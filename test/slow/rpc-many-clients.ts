@@ -22,6 +22,19 @@ answer({
     return replies.filter((reply, i) => reply === `${tag}-${i}`).length
   },
 
+  /** Every client makes `rounds` requests one after the other, all clients at once; the number of replies that were their own value. */
+  async requestRounds (tag: string, rounds: number) {
+    const counts = await Promise.all(clients.map(async (client, i) => {
+      let right = 0
+      for (let r = 0; r < rounds; r++) {
+        const value = `${tag}-${i}-${r}`
+        if (await client.request({ op: 'echo', value }) === value) right++
+      }
+      return right
+    }))
+    return counts.reduce((sum, n) => sum + n, 0)
+  },
+
   /** One request per client that the server holds for a minute; outcomes() reports how they end. */
   holdAll () {
     for (const client of clients) {
