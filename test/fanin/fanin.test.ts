@@ -29,6 +29,25 @@ function parse (t: Test, m: Uint8Array): [number, number] {
   return [id, seq]
 }
 
+/**
+ * Reads producers * count messages from peers that each send [id, seq] for
+ * seq 0..count-1, and checks that each producer's arrive once, in its order.
+ */
+async function expectEveryMessageInOrder (t: Test, consumer: FanInConsumer<Uint8Array>, sent: Array<Promise<unknown>>, producers: number, count: number, what: string): Promise<void> {
+  const next = new Array<number>(producers).fill(0)
+  let wrong = 0
+  for (let n = 0; n < producers * count; n++) {
+    const [id, seq] = parse(t, await consumer.receive({ timeout: 30_000 }))
+    if (id >= producers || seq !== next[id]) wrong++
+    else next[id]++
+  }
+  t.equal(wrong, 0, 'no message out of its producer\'s order, duplicated or from nowhere')
+  t.same(next, new Array(producers).fill(count), what)
+  t.same(await Promise.all(sent), new Array(producers).fill(count))
+  t.equal(consumer.tryReceive(), undefined, 'nothing more')
+  t.equal(consumer.skipped, 0)
+}
+
 t.test('4 producer processes x 20,000 messages: every message arrives once, each producer\'s in order', async (t) => {
   const name = freshName(t)
   const PRODUCERS = 4
@@ -37,18 +56,7 @@ t.test('4 producer processes x 20,000 messages: every message arrives once, each
   const peers = Array.from({ length: PRODUCERS }, () => new Peer(t, 'fanin-peer.ts'))
   await Promise.all(peers.map(async (peer) => await peer.call('openProducer', name)))
   const sent = peers.map(async (peer, id) => await peer.call('sendMany', id, 0, COUNT))
-  const next = new Array<number>(PRODUCERS).fill(0)
-  let wrong = 0
-  for (let n = 0; n < PRODUCERS * COUNT; n++) {
-    const [id, seq] = parse(t, await consumer.receive({ timeout: 30_000 }))
-    if (id >= PRODUCERS || seq !== next[id]) wrong++
-    else next[id]++
-  }
-  t.equal(wrong, 0, 'no message out of its producer\'s order, duplicated or from nowhere')
-  t.same(next, new Array(PRODUCERS).fill(COUNT), 'every message of every producer')
-  t.same(await Promise.all(sent), new Array(PRODUCERS).fill(COUNT))
-  t.equal(consumer.tryReceive(), undefined, 'nothing more')
-  t.equal(consumer.skipped, 0)
+  await expectEveryMessageInOrder(t, consumer, sent, PRODUCERS, COUNT, 'every message of every producer')
 })
 
 t.test('a producer SIGKILLed between claim and commit is skipped once it is dead, and counted; the others carry on', async (t) => {
@@ -87,18 +95,7 @@ t.test('claim/commit across processes: two producers write in place (shorter com
   const peers = Array.from({ length: PRODUCERS }, () => new Peer(t, 'fanin-peer.ts'))
   await Promise.all(peers.map(async (peer) => await peer.call('openProducer', name)))
   const sent = peers.map(async (peer, id) => await peer.call(id < 2 ? 'claimMany' : 'sendMany', id, 0, COUNT))
-  const next = new Array<number>(PRODUCERS).fill(0)
-  let wrong = 0
-  for (let n = 0; n < PRODUCERS * COUNT; n++) {
-    const [id, seq] = parse(t, await consumer.receive({ timeout: 30_000 }))
-    if (id >= PRODUCERS || seq !== next[id]) wrong++
-    else next[id]++
-  }
-  t.equal(wrong, 0, 'no message out of its producer\'s order, duplicated or from nowhere')
-  t.same(next, new Array(PRODUCERS).fill(COUNT), 'every message of every producer, none of the discarded claims')
-  t.same(await Promise.all(sent), new Array(PRODUCERS).fill(COUNT))
-  t.equal(consumer.tryReceive(), undefined, 'nothing more')
-  t.equal(consumer.skipped, 0)
+  await expectEveryMessageInOrder(t, consumer, sent, PRODUCERS, COUNT, 'every message of every producer, none of the discarded claims')
 })
 
 t.test('a producer SIGKILLed between its own claim() and commit() is skipped and counted; an open claim at close() is given up', async (t) => {
