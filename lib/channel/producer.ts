@@ -202,6 +202,8 @@ export class Producer<T = unknown> {
       }
     }
     this.#publishScheduled = false
+    // The run of sends may be over: the next send reads the clock.
+    this.#end.readClockNext()
     this.#publishDeferred(sends)
   }
 
