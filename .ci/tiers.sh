@@ -19,7 +19,8 @@ DEFAULT_TIER_FULL_NODE=24
 # threads, and every file that touches those runs on every Node. The same
 # holds for the key-value store, fan-in, topics and the C interop tests,
 # which build on the channel's native calls (events, which add a use of the
-# asynchronous wait, run everywhere).
+# asynchronous wait, run everywhere), and for request/response, the examples
+# and the README's snippets, which are JavaScript over channels and events.
 ONCE_ONLY=(
   test/kv/*.test.ts
   test/fanin/*.test.ts
@@ -32,7 +33,9 @@ ONCE_ONLY=(
   test/channel/segment.corrupt.test.ts
   test/channel/lifecycle.test.ts
   test/channel/restart.*.test.ts
-  test/rpc/reconnect.test.ts
+  test/rpc/*.test.ts
+  test/examples.test.ts
+  test/readme.test.ts
   test/tools/cli.test.ts
   test/security.test.ts
 )
