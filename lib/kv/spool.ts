@@ -50,6 +50,17 @@ export class Spool {
     }
   }
 
+  /** Where file bytes [position, position + length) are in `staged`, if they are all still there; else -1. */
+  stagedAt (position: number, length: number): number {
+    const at = position - this.#base
+    return at >= 0 && at + length <= this.#used ? at : -1
+  }
+
+  /** The staging buffer, to change bytes found with stagedAt before they are written. */
+  get staged (): Buffer {
+    return this.#stage
+  }
+
   /** Writes what is staged. */
   flush (): void {
     let done = 0

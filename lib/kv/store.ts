@@ -236,6 +236,13 @@ function latin1 (bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')
 }
 
+/** Clears MORE in the whole record at `p` of `bytes` and writes its new CRC: alone now, no longer part of a batch. */
+function unbatch (bytes: Buffer, p: number): void {
+  bytes[p + R_FLAGS] &= ~FLAG_MORE
+  const end = p + RECORD_HEADER + bytes.readUInt16LE(p + R_KEY_LENGTH) + bytes.readUInt32LE(p + R_VALUE_LENGTH)
+  bytes.writeUInt32LE(crc32c(bytes, p + 4, end), p + R_CRC)
+}
+
 function checkTtl (ttl: unknown): number {
   if (ttl === undefined) return 0
   if (typeof ttl !== 'number' || !(ttl > 0) || ttl === Infinity) throw outOfRange('ttl', 'a positive number of milliseconds', ttl)
@@ -905,9 +912,24 @@ export class Store<T = unknown> {
       // Written through the descriptor, not the new mapping (see spool.ts);
       // live records that lie back to back are copied as one run.
       const spool = new Spool(fd, DATA_START, size)
-      const batched: number[] = []
+      // A record of a batch (MORE set) stays one if the next record of the
+      // old file, the next of its batch, is copied right after it: the
+      // batch's chain then ends in the new file as in the old. The last
+      // record of a run loses MORE (and gets a new CRC), in the staging
+      // buffer if it is still there, else through the new mapping below.
+      const unbatched: number[] = []
       let runStart = 0
       let runEnd = 0
+      let lastMore = false
+      let lastSize = 0
+      const endRun = (): void => {
+        spool.copy(source, runStart, runEnd)
+        if (!lastMore) return
+        const p = spool.position - lastSize
+        const at = spool.stagedAt(p, lastSize)
+        if (at >= 0) unbatch(spool.staged, at)
+        else unbatched.push(p)
+      }
       for (let i = 0; i < old.length; i++) {
         const entry = old[i]
         if (entry === undefined) continue
@@ -919,12 +941,13 @@ export class Store<T = unknown> {
           expiring++
         }
         if (entry.offset !== runEnd) {
-          spool.copy(source, runStart, runEnd)
+          endRun()
           runStart = entry.offset
         }
         runEnd = entry.offset + entry.size
+        lastMore = (source[entry.offset + R_FLAGS] & FLAG_MORE) !== 0
+        lastSize = entry.size
         const p = spool.position + (entry.offset - runStart)
-        if ((source[entry.offset + R_FLAGS] & FLAG_MORE) !== 0) batched.push(p)
         before[kept.length] = entry.offset
         entry.valueStart += p - entry.offset
         entry.offset = p
@@ -932,16 +955,11 @@ export class Store<T = unknown> {
         kept.push(entry)
         live += entry.size
       }
-      spool.copy(source, runStart, runEnd)
+      endRun()
       spool.flush()
       end = spool.position
       const out = Buffer.from(region.buffer)
-      for (const p of batched) {
-        // Alone now, no longer part of a batch.
-        out[p + R_FLAGS] &= ~FLAG_MORE
-        const keyLength = out.readUInt16LE(p + R_KEY_LENGTH)
-        out.writeUInt32LE(crc32c(out, p + 4, p + RECORD_HEADER + keyLength + out.readUInt32LE(p + R_VALUE_LENGTH)), p + R_CRC)
-      }
+      for (const p of unbatched) unbatch(out, p)
       const nh = new Int32Array(region.buffer, 0, HEADER_SIZE / 4)
       writeIdentity(nh, STORE_KIND)
       storeU64(nh, SEQUENCE, loadU64(this.#h, SEQUENCE))
