@@ -203,7 +203,8 @@ if (role === 'mixed') {
     })
   }
 } else {
-  await (process.env.KV_BENCH_ONLY === 'latency' ? latencyOnly() : main())
+  const only = { latency: latencyOnly, set: setOnly }[process.env.KV_BENCH_ONLY ?? '']
+  await (only ?? main)()
 }
 
 async function mixed (kind, processes, size, ms) {
@@ -298,6 +299,7 @@ async function fileSizes () {
 }
 
 async function main () {
+  const loadAtStart = os.loadavg()
   const keys = makeKeys()
   const r = prng(2)
   const order = Array.from({ length: 1 << 16 }, () => Math.floor(r() * KEYS))
@@ -352,14 +354,66 @@ async function main () {
   row('set -> get polling in another process (µs)', { 'shm-channel': poll.p50, p99: poll.p99, 'p99.9': poll.p999 }, 'µs')
   const sizes = await fileSizes()
   results.fileSizes = sizes
-  console.log(`file size after ${sizes.overwrites} overwrites of ${KEYS} keys (live ${fmt(sizes.liveBytes)} B, as records ${fmt(sizes.liveRecordBytes)} B): no compaction ${fmt(sizes.beforeCompaction)} B, compacted ${fmt(sizes.afterExplicitCompaction)} B, automatic compaction ${fmt(sizes.withAutomaticCompaction)} B; lmdb-js ${fmt(sizes.lmdb)} B`)
+  console.log(`file size after ${sizes.overwrites} overwrites of ${KEYS} keys (live ${fmt(sizes.liveBytes)} B, as records ${fmt(sizes.liveRecordBytes)} B): no compaction ${fmt(sizes.beforeCompaction)} B, compacted ${fmt(sizes.afterExplicitCompaction)} B, automatic compaction ${fmt(sizes.withAutomaticCompaction)} B (${(sizes.withAutomaticCompaction / sizes.liveBytes).toFixed(2)}x the live keys and values); lmdb-js ${fmt(sizes.lmdb)} B`)
+  results.targets = targets(results.rows, sizes)
+  results.loadAverage = { start: loadAtStart, end: os.loadavg() }
+  console.log(`\ntargets (load average ${loadAtStart.map((l) => l.toFixed(2)).join(' / ')} at the start, ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')} at the end; meaningful on an idle machine only):`)
+  for (const t of results.targets) console.log(`  ${t.name.padEnd(52)} ${t.measured.padEnd(28)} target ${t.target.padEnd(16)} ${t.met ? 'met' : 'MISSED'}`)
   if (out !== undefined) fs.writeFileSync(out, JSON.stringify(results, null, 2) + '\n')
+}
+
+/** Each target of the store against the rows of this run: what was measured, the goal, met or not. */
+function targets (rows, sizes) {
+  const find = (name) => rows.find((r) => r.name === name)
+  const ratio = (name, other) => find(name)['shm-channel'] / find(name)[other]
+  const list = []
+  const atLeast = (name, other, factor) => {
+    const x = ratio(name, other)
+    list.push({ name: `${name} vs ${other}`, measured: `${x.toFixed(2)}x`, target: `>= ${factor}x`, met: x >= factor })
+  }
+  for (const size of [64, 1024]) {
+    atLeast(`get, ${size} B values`, 'lmdb-js', 3)
+    atLeast(`get, ${size} B values`, 'better-sqlite3', 10)
+  }
+  atLeast('set, not durable, 64 B values', 'lmdb-js', 5)
+  atLeast('set, not durable, 1024 B values', 'lmdb-js', 5)
+  const batches = ratio('set, durable, batches of 100, 64 B', 'lmdb-js')
+  list.push({ name: 'set, durable, batches of 100, 64 B vs lmdb-js', measured: `${batches.toFixed(2)}x`, target: 'within 1.5x', met: batches >= 1 / 1.5 })
+  const watch = find('set -> watcher in another process (µs, p50/p99/p99.9)')['shm-channel']
+  list.push({ name: 'set -> watcher in another process, p50', measured: `${watch.toFixed(1)} µs`, target: '<= 20 µs', met: watch <= 20 })
+  const file = sizes.withAutomaticCompaction / sizes.liveBytes
+  list.push({ name: `file after ${sizes.overwrites} overwrites, automatic compaction`, measured: `${file.toFixed(2)}x live keys+values`, target: '<= 2x', met: file <= 2 })
+  return list
 }
 
 function fmt (v) {
   if (typeof v !== 'number') return String(v)
   if (v >= 100) return Math.round(v).toLocaleString('en-US')
   return v.toFixed(1)
+}
+
+/** KV_BENCH_ONLY=set: the two not-durable set rows against lmdb-js, three rounds each, and the file size row. */
+async function setOnly () {
+  const keys = makeKeys()
+  const r = prng(2)
+  const order = Array.from({ length: 1 << 16 }, () => Math.floor(r() * KEYS))
+  console.log(`load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`)
+  for (const size of [64, 1024]) {
+    for (let round = 0; round < 3; round++) {
+      const sets = {}
+      for (const kind of ['shm', 'lmdb']) {
+        const f = await fresh(kind, {}, keys, size)
+        sets[f.db.name] = rate((i) => f.db.set(keys[order[i & 0xffff]], valueOf(size, i)), quick ? 300 : 1000)
+        cleanup(f)
+      }
+      const x = sets['shm-channel'] / sets['lmdb-js']
+      console.log(`set, not durable, ${size} B: shm-channel ${fmt(sets['shm-channel'])}/s, lmdb-js ${fmt(sets['lmdb-js'])}/s: ${x.toFixed(2)}x (target >= 5x: ${x >= 5 ? 'met' : 'MISSED'})`)
+    }
+  }
+  const sizes = await fileSizes()
+  const file = sizes.withAutomaticCompaction / sizes.liveBytes
+  console.log(`file after ${sizes.overwrites} overwrites with automatic compaction: ${fmt(sizes.withAutomaticCompaction)} B for ${fmt(sizes.liveBytes)} B of live keys and values: ${file.toFixed(2)}x (target <= 2x: ${file <= 2 ? 'met' : 'MISSED'})`)
+  console.log(`load average ${os.loadavg().map((l) => l.toFixed(2)).join(' / ')}`)
 }
 
 async function latencyOnly () {

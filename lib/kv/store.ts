@@ -19,16 +19,17 @@ import { wake as futexWake, waitAsync as futexWaitAsync } from '../platform/fute
 import { Region, checkOwnerOf } from '../platform/region'
 import { sleepSync } from '../platform/sleep'
 import { checkIdentity, publishIdentity, writeIdentity } from '../segment/identity'
-import { loadU64, readU64, storeU64, word, writeU64 } from '../segment/words'
+import { loadU64, readU64, storeU64, word } from '../segment/words'
 import { crc32c } from './crc32c'
 import {
   CODEC_NAMES, CODEC_TAGS, COMMIT_OFFSET, COMMIT_UNIT, DATA_START, FLAG_BYTES_KEY, FLAG_MORE, HEADER_SIZE, KIND_CLEAR,
-  KIND_DELETE, KIND_SET, MAX_FILE_SIZE, MAX_KEY_LENGTH, RECORD_HEADER, RETIRED_OFFSET, R_CODEC, R_CRC, R_EXPIRY, R_FLAGS,
+  KIND_DELETE, KIND_SET, MAX_FILE_SIZE, MAX_KEY_LENGTH, RECORD_HEADER, RETIRED_OFFSET, R_CRC, R_FLAGS,
   R_KEY_LENGTH, R_KIND, R_SEQUENCE, R_VALUE_LENGTH, SEQUENCE_OFFSET, STORE_KIND, STORE_MAGIC, WATCHERS_OFFSET, recordSize
 } from './layout'
 import { acquire, release } from './lock'
 import { checkStoreOptions, type StoreOptions, type StoreSettings } from './options'
 import { scanRecords, type Damage } from './records'
+import { Spool } from './spool'
 
 const { O_RDWR, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants
 
@@ -87,6 +88,11 @@ interface Entry {
   sequence: number
   /** The decoded value, kept while the cache has room (values of the utf8 codec only: strings cannot be changed by the caller). */
   cached: string | undefined
+  /** The key as the index holds it, and whether it is a bytes key (which map). */
+  key: string
+  bytes: boolean
+  /** Its place in #records: the set records of this file in file order. */
+  ordinal: number
 }
 
 interface Prepared {
@@ -96,13 +102,34 @@ interface Prepared {
   name: string | undefined
   /** A string key is written as UTF-8 straight into the file; bytes keys are copied. */
   key: Uint8Array | string
+  /** Bytes of the key in the file; UNMEASURED for a string not measured yet (see #append). */
   keyLength: number
   value: Uint8Array | string | undefined
-  /** The value is a string the built-in utf8 codec reads back as it is: the index may keep it. */
-  cacheable: boolean
+  /** Bytes of the value in the file; UNMEASURED for a string not measured yet. */
   valueLength: number
   codec: number
   expiry: number
+}
+
+/**
+ * The byte length of a string key or value that #prepareSet did not measure:
+ * a string of n UTF-16 units takes at most 3n bytes of UTF-8, so where that
+ * much room is left #append writes the string and takes its length from the
+ * write, instead of measuring it first (a second pass over it).
+ */
+const UNMEASURED = -1
+
+/** Bytes `r` takes in the file at most, before its strings are measured. */
+function maxRecordSize (r: Prepared): number {
+  const k = r.keyLength !== UNMEASURED ? r.keyLength : (r.key as string).length * 3
+  const v = r.valueLength !== UNMEASURED ? r.valueLength : (r.value as string).length * 3
+  return recordSize(k, v)
+}
+
+/** Measures the strings of `r` that are not measured yet. */
+function measure (r: Prepared): void {
+  if (r.keyLength === UNMEASURED) r.keyLength = Buffer.byteLength(r.key as string, 'utf8')
+  if (r.valueLength === UNMEASURED) r.valueLength = Buffer.byteLength(r.value as string, 'utf8')
 }
 
 /** What a step under the lock did: 'moved' means the file was replaced and the step must run again in the new one. */
@@ -129,12 +156,23 @@ const PAGE = 4096
  * Share of garbage in a full file above which it is compacted instead of
  * grown (see #compactWhenFull). An automatic compaction leaves
  * AUTOMATIC_HEADROOM (of the live records) free: by the time writes fill
- * it, a third of the file is garbage, more than FULL_GARBAGE, so under
- * steady overwrites the file stays at 1.5x its live records and is rewritten
- * once per half of them written. compact() leaves a quarter.
+ * it, 3/11 of the file is garbage, more than FULL_GARBAGE, so under steady
+ * overwrites the file stays at 1.375x its live records (under 2x the bare
+ * keys and values once a record's 32-byte header and padding add 40% to
+ * small entries) and is rewritten once per 3/8 of them written.
+ * compact() leaves a quarter.
  */
-const FULL_GARBAGE = 1 / 4
-const AUTOMATIC_HEADROOM = 1 / 2
+const FULL_GARBAGE = 1 / 5
+const AUTOMATIC_HEADROOM = 3 / 8
+/**
+ * Bytes past the committed end that a writer fills with zeros through the
+ * file descriptor (one pwrite) before its records reach them: a first write
+ * through the mapping into a page the page cache already holds costs about
+ * half the fault of one it must allocate (docs/kv.md). Only ever past the
+ * committed end, under the lock: nothing there is read.
+ */
+const PREFAULT = 256 * 1024
+const ZEROS = Buffer.alloc(PREFAULT)
 const EXPLICIT_HEADROOM = 1 / 4
 const EMPTY = Buffer.alloc(0)
 /** The header of a store with no file: its commit word never matches, so every call checks whether the store is closed. */
@@ -157,11 +195,16 @@ function keyBytes (key: unknown): Uint8Array {
   return bytes
 }
 
-/** Bytes `key` takes in a record (a string as UTF-8), checked against the limits. */
+/**
+ * Bytes `key` takes in a record (a string as UTF-8), checked against the
+ * limits; UNMEASURED for a string that is within them whatever its bytes.
+ */
 function keyLength (key: unknown): number {
   let length: number
-  if (typeof key === 'string') length = Buffer.byteLength(key, 'utf8')
-  else if (key instanceof Uint8Array) length = key.length
+  if (typeof key === 'string') {
+    if (key.length > 0 && key.length * 3 <= MAX_KEY_LENGTH) return UNMEASURED
+    length = Buffer.byteLength(key, 'utf8')
+  } else if (key instanceof Uint8Array) length = key.length
   else throw invalidType('key', 'a string or a Uint8Array', key)
   if (length === 0 || length > MAX_KEY_LENGTH) throw outOfRange('key', `from 1 to ${MAX_KEY_LENGTH} bytes`, key)
   return length
@@ -171,7 +214,7 @@ function keyLength (key: unknown): number {
 function deletion (key: Key): Prepared {
   const length = keyLength(key)
   const bytes = typeof key !== 'string'
-  return { kind: KIND_DELETE, flags: bytes ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: undefined, cacheable: false, valueLength: 0, codec: 0, expiry: 0 }
+  return { kind: KIND_DELETE, flags: bytes ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: undefined, valueLength: 0, codec: 0, expiry: 0 }
 }
 
 /** Whether a string survives UTF-8 and back (no lone surrogates). Node >= 20 has the method; ES2022's types do not. */
@@ -193,6 +236,13 @@ function latin1 (bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')
 }
 
+/** Clears MORE in the whole record at `p` of `bytes` and writes its new CRC: alone now, no longer part of a batch. */
+function unbatch (bytes: Buffer, p: number): void {
+  bytes[p + R_FLAGS] &= ~FLAG_MORE
+  const end = p + RECORD_HEADER + bytes.readUInt16LE(p + R_KEY_LENGTH) + bytes.readUInt32LE(p + R_VALUE_LENGTH)
+  bytes.writeUInt32LE(crc32c(bytes, p + 4, end), p + R_CRC)
+}
+
 function checkTtl (ttl: unknown): number {
   if (ttl === undefined) return 0
   if (typeof ttl !== 'number' || !(ttl > 0) || ttl === Infinity) throw outOfRange('ttl', 'a positive number of milliseconds', ttl)
@@ -210,10 +260,20 @@ export class Store<T = unknown> {
   #retired: Region | undefined
   #buf: Buffer = EMPTY
   #h: Int32Array = UNMAPPED
+  /** The whole mapping as 32-bit words, for record headers. */
+  #words: Int32Array = UNMAPPED
+  /** File offset below which this process has filled the file past the committed end (see PREFAULT); 0 after a remap. */
+  #prefaulted = 0
   /** The commit word this index reflects. */
   #applied = 0
   readonly #strings = new Map<string, Entry>()
   readonly #bytes = new Map<string, Entry>()
+  /**
+   * The entries of this file's set records in file order, one slot per
+   * record applied, undefined once a later record replaced or deleted it:
+   * compaction walks it front to back instead of sorting the index.
+   */
+  #records: Array<Entry | undefined> = []
   #live = 0
   #expiring = 0
   /** Value bytes whose decoded value the index keeps (at most settings.cacheSize). */
@@ -323,8 +383,8 @@ export class Store<T = unknown> {
   // ---- writes ------------------------------------------------------------
 
   /** Sets `key` to `value`; visible to every process when it returns. ENOSPC if the file cannot grow. */
-  set (key: Key, value: T, options: SetOptions = {}): void {
-    this.#write([this.#prepareSet(key, value, options.ttl, options.codec)])
+  set (key: Key, value: T, options?: SetOptions): void {
+    this.#write([this.#prepareSet(key, value, options?.ttl, options?.codec)])
   }
 
   /** Removes `key`; false if it was not there. */
@@ -340,7 +400,7 @@ export class Store<T = unknown> {
 
   /** Removes every key. */
   clear (): void {
-    this.#write([{ kind: KIND_CLEAR, flags: 0, name: '', key: EMPTY, keyLength: 0, value: undefined, cacheable: false, valueLength: 0, codec: 0, expiry: 0 }])
+    this.#write([{ kind: KIND_CLEAR, flags: 0, name: '', key: EMPTY, keyLength: 0, value: undefined, valueLength: 0, codec: 0, expiry: 0 }])
   }
 
   /** Applies all the operations or none: no process ever sees some of them without the others. */
@@ -509,6 +569,7 @@ export class Store<T = unknown> {
     fs.closeSync(this.#fd)
     this.#fd = -1
     this.#h = UNMAPPED
+    this.#words = UNMAPPED
     this.#buf = EMPTY
   }
 
@@ -557,40 +618,46 @@ export class Store<T = unknown> {
    * index takes as they are instead of decoding them from the file again.
    */
   #apply (p: number, own?: Prepared): void {
-    const buf = this.#buf
-    const kind = buf[p + R_KIND]
+    const words = this.#words
+    // The header as 32-bit little-endian words (see #append).
+    const w = p >>> 2
+    const head = words[w + 1]
+    const kind = head & 0xff
     if (kind === KIND_CLEAR) {
       this.#strings.clear()
       this.#bytes.clear()
+      this.#records = []
       this.#live = 0
       this.#expiring = 0
       this.#cachedBytes = 0
       this.#changed({ type: 'clear', key: undefined })
       return
     }
-    const isBytes = (buf[p + R_FLAGS] & FLAG_BYTES_KEY) !== 0
-    const keyLength = buf.readUInt16LE(p + R_KEY_LENGTH)
-    const key = own?.name ?? buf.toString(isBytes ? 'latin1' : 'utf8', p + RECORD_HEADER, p + RECORD_HEADER + keyLength)
+    const isBytes = ((head >>> 8) & FLAG_BYTES_KEY) !== 0
+    const keyLength = head >>> 16
+    const key = own?.name ?? this.#buf.toString(isBytes ? 'latin1' : 'utf8', p + RECORD_HEADER, p + RECORD_HEADER + keyLength)
     const map = isBytes ? this.#bytes : this.#strings
     const old = map.get(key)
     if (old !== undefined) {
       this.#live -= old.size
       if (old.expiry !== 0) this.#expiring--
       if (old.cached !== undefined) this.#cachedBytes -= old.valueLength
+      this.#records[old.ordinal] = undefined
     }
     if (kind === KIND_SET) {
-      const valueLength = buf.readUInt32LE(p + R_VALUE_LENGTH)
+      const valueLength = words[w + 2] >>> 0
       // Updated in place: one lookup, no allocation. Nothing holds an entry across a call.
-      const entry: Entry = old ?? { offset: 0, size: 0, valueStart: 0, valueLength: 0, codec: 0, expiry: 0, sequence: 0, cached: undefined }
+      const entry: Entry = old ?? { offset: 0, size: 0, valueStart: 0, valueLength: 0, codec: 0, expiry: 0, sequence: 0, cached: undefined, key, bytes: isBytes, ordinal: 0 }
       entry.offset = p
       entry.size = recordSize(keyLength, valueLength)
       entry.valueStart = p + RECORD_HEADER + keyLength
       entry.valueLength = valueLength
-      entry.codec = buf[p + R_CODEC]
-      entry.expiry = readU64(buf, p + R_EXPIRY)
-      entry.sequence = readU64(buf, p + R_SEQUENCE)
+      entry.codec = words[w + 3] & 0xff
+      entry.expiry = loadU64(words, w + 6)
+      entry.sequence = loadU64(words, w + 4)
       entry.cached = undefined
-      if (own?.cacheable === true) this.#cache(entry, own.value as string)
+      entry.ordinal = this.#records.length
+      this.#records.push(entry)
       if (old === undefined) map.set(key, entry)
       this.#live += entry.size
       if (entry.expiry !== 0) this.#expiring++
@@ -612,12 +679,13 @@ export class Store<T = unknown> {
     const codec = codecOption === undefined ? this.#settings.codec : resolveCodec(codecOption)
     const encoded = codec.encode(value as never)
     let valueLength: number
-    if (typeof encoded === 'string') valueLength = Buffer.byteLength(encoded)
+    // A string's UTF-8 is at most 3 bytes per unit: below 2 GiB for any string V8 can hold (2^29 units).
+    if (typeof encoded === 'string') valueLength = UNMEASURED
     else if (encoded instanceof Uint8Array) valueLength = encoded.length
     else throw invalidType('the encoded value', 'a Uint8Array or a string', encoded)
     if (valueLength > 0x7fffffff) throw outOfRange('value', 'at most 2 GiB once encoded', valueLength)
     const tag = codecOption === undefined ? this.#codecTag : codecTag(codec as Codec<unknown>)
-    return { kind: KIND_SET, flags: typeof key !== 'string' ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: encoded, cacheable: codec === utf8 as unknown && isWellFormed(encoded as string), valueLength, codec: tag, expiry: checkTtl(ttl) }
+    return { kind: KIND_SET, flags: typeof key !== 'string' ? FLAG_BYTES_KEY : 0, name: indexName(key), key, keyLength: length, value: encoded, valueLength, codec: tag, expiry: ttl === undefined ? 0 : checkTtl(ttl) }
   }
 
   /**
@@ -692,36 +760,50 @@ export class Store<T = unknown> {
   #append (records: Prepared[]): Outcome {
     const start = this.#applied * COMMIT_UNIT
     let end = start
-    for (const r of records) end += recordSize(r.keyLength, r.valueLength)
+    for (const r of records) end += maxRecordSize(r)
     if (end > this.#buf.length) {
-      if (this.#compactWhenFull()) return 'moved'
-      this.#grow(end)
+      // Near the end of the file: the exact sizes decide whether it must grow.
+      end = start
+      for (const r of records) {
+        measure(r)
+        end += recordSize(r.keyLength, r.valueLength)
+      }
+      if (end > this.#buf.length) {
+        if (this.#compactWhenFull()) return 'moved'
+        this.#grow(end)
+      }
     }
+    if (end > this.#prefaulted) this.#prefault(start, end)
     // After growing: the views of the new mapping.
     const h = this.#h
     const buf = this.#buf
+    const words = this.#words
     let sequence = loadU64(h, SEQUENCE)
     let p = start
     for (let i = 0; i < records.length; i++) {
       const r = records[i]
-      const size = recordSize(r.keyLength, r.valueLength)
-      buf[p + R_KIND] = r.kind
-      buf[p + R_FLAGS] = r.flags | (i < records.length - 1 ? FLAG_MORE : 0)
-      buf.writeUInt16LE(r.keyLength, p + R_KEY_LENGTH)
-      buf.writeUInt32LE(r.valueLength, p + R_VALUE_LENGTH)
-      buf.writeUInt32LE(r.codec, p + R_CODEC)
-      writeU64(buf, p + R_SEQUENCE, sequence++)
-      writeU64(buf, p + R_EXPIRY, r.expiry)
-      if (typeof r.key === 'string') buf.write(r.key, p + RECORD_HEADER, r.keyLength, 'utf8')
-      else buf.set(r.key, p + RECORD_HEADER)
-      const v = p + RECORD_HEADER + r.keyLength
-      if (typeof r.value === 'string') buf.write(r.value, v, 'utf8')
+      // Key, then value, each written straight from the caller's string or bytes; a string's length is what the write took.
+      const k = p + RECORD_HEADER
+      if (typeof r.key === 'string') r.keyLength = buf.write(r.key, k, 'utf8')
+      else buf.set(r.key, k)
+      const v = k + r.keyLength
+      if (typeof r.value === 'string') r.valueLength = buf.write(r.value, v, 'utf8')
       else if (r.value !== undefined) buf.set(r.value, v)
+      const valueEnd = v + r.valueLength
+      const next = p + recordSize(r.keyLength, r.valueLength)
       // Zero the padding: a writer that died here may have left other bytes.
-      buf.fill(0, v + r.valueLength, p + size)
-      buf.writeUInt32LE(crc32c(buf, p + 4, v + r.valueLength), p + R_CRC)
-      p += size
+      for (let q = valueEnd; q < next; q++) buf[q] = 0
+      // The header as 32-bit little-endian words (records start on 8-byte boundaries; see layout.ts).
+      const w = p >>> 2
+      words[w + 1] = r.kind | ((r.flags | (i < records.length - 1 ? FLAG_MORE : 0)) << 8) | (r.keyLength << 16)
+      words[w + 2] = r.valueLength
+      words[w + 3] = r.codec
+      storeU64(words, w + 4, sequence++)
+      storeU64(words, w + 6, r.expiry)
+      words[w] = crc32c(buf, p + 4, valueEnd)
+      p = next
     }
+    end = p
     storeU64(h, SEQUENCE, sequence)
     // The commit: sequentially consistent, so a reader that loads the new
     // word sees every record byte written above. Before it, nothing of this
@@ -737,6 +819,15 @@ export class Store<T = unknown> {
     }
     this.#applied = end / COMMIT_UNIT
     return 'wrote'
+  }
+
+  /** Fills [max(start, what is filled), end + PREFAULT) with zeros through the fd, within the file; `start` is the committed end. */
+  #prefault (start: number, end: number): void {
+    const from = Math.max(start, this.#prefaulted)
+    const to = Math.min(this.#buf.length, Math.ceil((end + PREFAULT) / PAGE) * PAGE)
+    let p = from
+    while (p < to) p += fs.writeSync(this.#fd, ZEROS, 0, Math.min(PREFAULT, to - p), p)
+    this.#prefaulted = to
   }
 
   /** Makes the file at least `needed` bytes: reserved with posix_fallocate before any byte is written there (ENOSPC is thrown, never SIGBUS). */
@@ -801,66 +892,91 @@ export class Store<T = unknown> {
   #compactLocked (headroom: number): void {
     const tmp = this.path + '.compact'
     fs.rmSync(tmp, { force: true })
-    const now = Date.now()
-    const unordered: Entry[] = []
-    const expired: Array<[Map<string, Entry>, string]> = []
-    let live = 0
-    for (const map of [this.#strings, this.#bytes]) {
-      for (const [key, entry] of map) {
-        if (entry.expiry !== 0 && entry.expiry <= now) {
-          expired.push([map, key])
-          continue
-        }
-        unordered.push(entry)
-        live += entry.size
-      }
-    }
-    // In file order (commit order, and the old file read front to back). No
-    // comparison sort: a record takes at least 32 bytes, so offset / 32 is a
-    // distinct slot per record.
-    const slots = new Int32Array(((this.#applied * COMMIT_UNIT) >> 5) + 1)
-    for (let i = 0; i < unordered.length; i++) slots[unordered[i].offset >> 5] = i + 1
-    const entries: Entry[] = []
-    for (let slot = 0; slot < slots.length; slot++) if (slots[slot] !== 0) entries.push(unordered[slots[slot] - 1])
-    const size = Math.ceil(Math.max(this.#settings.initialSize, DATA_START + live + live * headroom) / PAGE) * PAGE
+    const now = this.#expiring > 0 ? Date.now() : 0
+    const old = this.#records
+    const source = this.#buf
+    // #live counts every entry, expired ones too: an upper bound of what is copied.
+    const size = Math.ceil(Math.max(this.#settings.initialSize, DATA_START + this.#live + this.#live * headroom) / PAGE) * PAGE
     const region = Region.createFile(tmp, size, { mode: this.#settings.mode })
-    const offsets = new Float64Array(entries.length)
+    // Entries move to their new offsets as they are copied; the old ones are
+    // kept to put them back if the new file does not make it.
+    const kept: Entry[] = []
+    const before = new Float64Array(old.length)
+    const expired: Entry[] = []
     let fd = -1
-    let p = DATA_START
+    let live = 0
+    let expiring = 0
+    let end = DATA_START
     try {
       fd = fs.openSync(tmp, O_RDWR | O_NOFOLLOW)
-      const out = Buffer.from(region.buffer)
-      // Live records that lie back to back in the old file are copied in one call.
+      // Written through the descriptor, not the new mapping (see spool.ts);
+      // live records that lie back to back are copied as one run.
+      const spool = new Spool(fd, DATA_START, size)
+      // A record of a batch (MORE set) stays one if the next record of the
+      // old file, the next of its batch, is copied right after it: the
+      // batch's chain then ends in the new file as in the old. The last
+      // record of a run loses MORE (and gets a new CRC), in the staging
+      // buffer if it is still there, else through the new mapping below.
+      const unbatched: number[] = []
       let runStart = 0
       let runEnd = 0
-      let runTo = p
-      for (const entry of entries) {
+      let lastMore = false
+      let lastSize = 0
+      const endRun = (): void => {
+        spool.copy(source, runStart, runEnd)
+        if (!lastMore) return
+        const p = spool.position - lastSize
+        const at = spool.stagedAt(p, lastSize)
+        if (at >= 0) unbatch(spool.staged, at)
+        else unbatched.push(p)
+      }
+      for (let i = 0; i < old.length; i++) {
+        const entry = old[i]
+        if (entry === undefined) continue
+        if (entry.expiry !== 0) {
+          if (entry.expiry <= now) {
+            expired.push(entry)
+            continue
+          }
+          expiring++
+        }
         if (entry.offset !== runEnd) {
-          this.#buf.copy(out, runTo, runStart, runEnd)
-          runTo += runEnd - runStart
+          endRun()
           runStart = entry.offset
         }
         runEnd = entry.offset + entry.size
+        lastMore = (source[entry.offset + R_FLAGS] & FLAG_MORE) !== 0
+        lastSize = entry.size
+        const p = spool.position + (entry.offset - runStart)
+        before[kept.length] = entry.offset
+        entry.valueStart += p - entry.offset
+        entry.offset = p
+        entry.ordinal = kept.length
+        kept.push(entry)
+        live += entry.size
       }
-      this.#buf.copy(out, runTo, runStart, runEnd)
-      for (let i = 0; i < entries.length; i++) {
-        const entry = entries[i]
-        if ((out[p + R_FLAGS] & FLAG_MORE) !== 0) {
-          // Alone now, no longer part of a batch.
-          out[p + R_FLAGS] &= ~FLAG_MORE
-          out.writeUInt32LE(crc32c(out, p + 4, entry.valueStart - entry.offset + p + entry.valueLength), p + R_CRC)
-        }
-        offsets[i] = p
-        p += entry.size
-      }
+      endRun()
+      spool.flush()
+      end = spool.position
+      const out = Buffer.from(region.buffer)
+      for (const p of unbatched) unbatch(out, p)
       const nh = new Int32Array(region.buffer, 0, HEADER_SIZE / 4)
       writeIdentity(nh, STORE_KIND)
       storeU64(nh, SEQUENCE, loadU64(this.#h, SEQUENCE))
-      nh[COMMIT] = p / COMMIT_UNIT
+      nh[COMMIT] = end / COMMIT_UNIT
       publishIdentity(nh, STORE_KIND)
       if (this.#settings.durable) fs.fsyncSync(fd)
       fs.renameSync(tmp, this.path)
     } catch (err) {
+      for (let i = 0; i < kept.length; i++) {
+        const entry = kept[i]
+        entry.valueStart += before[i] - entry.offset
+        entry.offset = before[i]
+      }
+      for (let i = 0; i < old.length; i++) {
+        const entry = old[i]
+        if (entry !== undefined) entry.ordinal = i
+      }
       region.close()
       if (fd !== -1) fs.closeSync(fd)
       fs.rmSync(tmp, { force: true })
@@ -880,23 +996,19 @@ export class Store<T = unknown> {
     this.#fd = fd
     dropped.register(this, fd, this)
     this.#region = region
+    this.#prefaulted = 0
     this.#buf = Buffer.from(region.buffer)
+    this.#words = new Int32Array(region.buffer, 0, region.buffer.byteLength >>> 2)
     this.#h = new Int32Array(region.buffer, 0, HEADER_SIZE / 4)
-    for (const [map, key] of expired) {
-      const entry = map.get(key) as Entry
+    for (const entry of expired) {
       if (entry.cached !== undefined) this.#cachedBytes -= entry.valueLength
-      map.delete(key)
+      ;(entry.bytes ? this.#bytes : this.#strings).delete(entry.key)
     }
-    for (let i = 0; i < entries.length; i++) {
-      const entry = entries[i]
-      entry.valueStart += offsets[i] - entry.offset
-      entry.offset = offsets[i]
-    }
+    this.#records = kept
     this.#live = live
-    this.#expiring = 0
-    for (const entry of entries) if (entry.expiry !== 0) this.#expiring++
+    this.#expiring = expiring
     this.#damage = []
-    this.#applied = p / COMMIT_UNIT
+    this.#applied = end / COMMIT_UNIT
     this.#waitAbort?.abort()
   }
 
@@ -905,7 +1017,9 @@ export class Store<T = unknown> {
     const region = Region.openFile(fdPath(this.#fd), { followSymlinks: true })
     this.#unmap()
     this.#region = region
+    this.#prefaulted = 0
     this.#buf = Buffer.from(region.buffer)
+    this.#words = new Int32Array(region.buffer, 0, region.buffer.byteLength >>> 2)
     this.#h = new Int32Array(region.buffer, 0, HEADER_SIZE / 4)
     this.#waitAbort?.abort()
   }
@@ -932,6 +1046,7 @@ export class Store<T = unknown> {
     this.#fd = -1
     this.#strings.clear()
     this.#bytes.clear()
+    this.#records = []
     this.#live = 0
     this.#expiring = 0
     this.#cachedBytes = 0

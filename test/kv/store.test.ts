@@ -113,6 +113,35 @@ t.test('a key set with a ttl reads as absent once it expired, and compaction dro
   t.equal(thrown(() => s.set('x', 1, { ttl: -1 })).code, 'ERR_OUT_OF_RANGE')
 })
 
+t.test('compaction keeps a batch whose records all survive as a batch, and makes single records of the rest of one', (t) => {
+  const file = storePath(t)
+  const s = closeAtEnd(t, Store.open<string>(file, { codec: 'utf8' }))
+  const big = 'B'.repeat(3 << 20)
+  s.batch(['a', 'b', 'c', 'd', 'e'].map((key) => ({ type: 'set', key, value: key })))
+  s.batch(['f', 'g', 'h'].map((key) => ({ type: 'set', key, value: key })))
+  // Larger than compaction's staging buffer: its flag is fixed in the new file itself.
+  s.batch([{ type: 'set', key: 'big', value: big }, { type: 'set', key: 'after-big', value: '1' }])
+  s.set('c', 'c2')
+  s.set('e', 'e2')
+  s.set('after-big', '2')
+  s.compact()
+  // The records of the new file in order, with their MORE flag (bit 0 of byte 5).
+  const bytes = fs.readFileSync(file)
+  const records: string[] = []
+  for (let p = DATA_START; p < bytes.length;) {
+    const keyLength = bytes.readUInt16LE(p + 6)
+    if (bytes[p + 4] === 0) break
+    const valueLength = bytes.readUInt32LE(p + 8)
+    records.push(`${bytes.toString('utf8', p + 32, p + 32 + keyLength)}${(bytes[p + 5] & 1) !== 0 ? '+' : ''}`)
+    p += Math.ceil((32 + keyLength + valueLength) / 8) * 8
+  }
+  t.same(records, ['a+', 'b', 'd', 'f+', 'g+', 'h', 'big', 'c', 'e', 'after-big'], 'a batch chain stays whole where its records follow each other')
+  const other = closeAtEnd(t, Store.open<string>(file, { codec: 'utf8' }))
+  t.same(other.verify().damaged, [])
+  t.same([...other.entries()].map(([k, v]) => `${k as string}=${v.length > 10 ? v.length : v}`), ['a=a', 'b=b', 'd=d', 'f=f', 'g=g', 'h=h', `big=${big.length}`, 'c=c2', 'e=e2', 'after-big=2'])
+  t.end()
+})
+
 t.test('a batch is all or nothing: a bad operation in it writes none of it', (t) => {
   const s = closeAtEnd(t, Store.open(storePath(t)))
   s.set('keep', 1)
