@@ -5,13 +5,16 @@
  * Why a reader never returns a torn or half-overwritten message (the
  * lapped-reader rule, as in Aeron's broadcast receiver):
  *
- *   1. Before it writes a byte of a record, the writer stores `intent`, the
- *      position where the record ends (Atomics.store). Writing [t, intent)
- *      overwrites the bytes of positions up to intent - capacity.
- *   2. After the record is whole, it stores `tail` = intent.
+ *   1. Before it writes a byte of a record, the writer makes sure `intent`
+ *      is at or past the position where the record ends (Atomics.store):
+ *      it stores it once per sixteenth of the ring, ahead of the record.
+ *      Writing [t, intent) overwrites the bytes of positions up to
+ *      intent - capacity.
+ *   2. After the record is whole, it stores `tail` = the record's end;
+ *      while corked, once for a batch of records.
  *   3. A reader at cursor c loads tail (nothing at or past it is read),
- *      reads the record header (its position word must be c), decodes the
- *      payload, then makes an atomic read-modify-write of a word of its own
+ *      reads the record header (its position word must be c), decodes (or
+ *      copies: readEach under 'overwrite') the payload, then makes an atomic read-modify-write of a word of its own
  *      (so the reads before it cannot move after it, on any CPU) and loads
  *      intent. If intent - c > capacity, the writer may have written over
  *      the record while it was read: the value is dropped and the reader
@@ -22,8 +25,9 @@
  *      one expected say how many were lost.
  *
  * Under the 'block' policy the writer never writes past the slowest live
- * reader's cursor plus capacity, so only a reader that joins at the oldest
- * record while the writer moves on can be lapped (it then starts at head).
+ * reader's cursor plus capacity, so only a reader that joins while the
+ * writer moves on can be lapped (it then starts at head), and a reader the
+ * writer counts may read in place without the check (TopicReader).
  * A reader stores its cursor in batches (TopicReader#flush): the cursor the
  * writer sees is at or behind the real one, which only makes it wait sooner.
  */
