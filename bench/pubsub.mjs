@@ -13,9 +13,12 @@
 // finds nothing, a reader waits in receiveSync, with the same wait strategy
 // on both sides (--wait; 'block' by default: on 2 cores, 5 processes share
 // the cores and a spinning reader takes the writer's CPU). A third table
-// compares the strategies for 4 readers in the batch path.
+// compares the strategies for 4 readers in the batch path, and a fourth the
+// CPU each message of the batch path costs, measured in one process with
+// no other process of the bench running (still moved by a loaded machine's
+// caches, less than the rates are by its scheduler).
 // Prints the tables and the issue's targets, and writes
-// bench/results/pubsub.json (pubsub-quick.json with --quick).
+// bench/results/pubsub.json (pubsub-quick.json with --quick or --count).
 //
 //   node bench/pubsub.mjs [--quick] [--count=N (64-byte messages; 4 KiB: N / 10)] [--wait=block|adaptive] [--no-waits]
 import { fork } from 'node:child_process'
@@ -232,6 +235,52 @@ if (role === 'subscriber' || role === 'consumer') {
     }
   }
 
+  /**
+   * CPU per message of the batch path in this one process, writer and
+   * reader taking turns (a burst written, then read): what the cores must
+   * spend whatever the scheduling, and the ratio it bounds with 4 readers
+   * when the machine is CPU-bound: (4 writes + 4 reads) / (1 write + 4 reads).
+   */
+  function costs (size, count) {
+    const noop = () => {}
+    const cpu = (fn) => {
+      const before = process.cpuUsage()
+      fn()
+      const used = process.cpuUsage(before)
+      return (used.user + used.system) * 1000
+    }
+    const name = `bench-cost-${process.pid}-${size}`
+    const publisher = Publisher.open(`${name}-topic`, { codec: 'bytes', capacity: 1 << 22, policy: 'block' })
+    const subscriber = Subscriber.open(`${name}-topic`, { codec: 'bytes' })
+    const producer = Producer.open(`${name}-spsc`, { codec: 'bytes', capacity: 1 << 22 })
+    const consumer = Consumer.open(`${name}-spsc`, { codec: 'bytes' })
+    const message = Buffer.alloc(size)
+    const ns = { topicWrite: 0, topicRead: 0, spscWrite: 0, spscRead: 0 }
+    // Twice: the first round warms up, the second is measured.
+    for (let round = 0; round < 2; round++) {
+      for (const key of Object.keys(ns)) ns[key] = 0
+      for (let i = 0; i < count; i += BURST) {
+        ns.topicWrite += cpu(() => { publisher.cork(); for (let k = 0; k < BURST; k++) publisher.tryPublish(message); publisher.uncork() })
+        ns.topicRead += cpu(() => { subscriber.readEach(noop) })
+        ns.spscWrite += cpu(() => { producer.cork(); for (let k = 0; k < BURST; k++) producer.trySend(message); producer.uncork() })
+        ns.spscRead += cpu(() => { consumer.readEach(noop) })
+      }
+    }
+    for (const end of [subscriber, publisher, consumer, producer]) end.close()
+    const per = Math.ceil(count / BURST) * BURST
+    for (const key of Object.keys(ns)) ns[key] /= per
+    return { size, ...ns, bound4: (4 * ns.spscWrite + 4 * ns.spscRead) / (ns.topicWrite + 4 * ns.topicRead) }
+  }
+  console.log('\nCPU per message of the batch path, one process, writer and reader in turn (ns):\n')
+  console.log('| size | topic write | topic read | SPSC write | SPSC read | 4 readers, CPU-bound: topic / 4 SPSC |')
+  console.log('|---:|---:|---:|---:|---:|---:|')
+  const cost = []
+  for (const size of [64, 4096]) {
+    const c = costs(size, Math.min(countFor(size), size === 64 ? 1_000_000 : 100_000))
+    cost.push(c)
+    console.log(`| ${size} | ${c.topicWrite.toFixed(0)} | ${c.topicRead.toFixed(0)} | ${c.spscWrite.toFixed(0)} | ${c.spscRead.toFixed(0)} | ${c.bound4.toFixed(2)}x |`)
+  }
+
   const trips = countArg !== undefined ? Math.max(100, Number(countArg.slice(8)) / 20) : quick ? 5_000 : 50_000
   const viaTopic = await topicRoundTrips(trips)
   const viaChannel = await channelRoundTrips(trips)
@@ -253,10 +302,12 @@ if (role === 'subscriber' || role === 'consumer') {
     rows,
     rowsOnePerCall: rowsOne,
     waits,
+    cpuPerMessage: cost,
     roundTrip: { count: trips, topic4: viaTopic, spsc: viaChannel }
   }
   fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
-  const file = new URL(`./results/pubsub${quick ? '-quick' : ''}.json`, import.meta.url)
+  // A smoke run (--count) does not replace the results of a full one.
+  const file = new URL(`./results/pubsub${quick || countArg !== undefined ? '-quick' : ''}.json`, import.meta.url)
   fs.writeFileSync(`${file.pathname}.${process.pid}.tmp`, JSON.stringify(results, null, 2) + '\n')
   fs.renameSync(`${file.pathname}.${process.pid}.tmp`, file.pathname)
 }
