@@ -171,10 +171,12 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
   /**
    * Zero-copy batch read: calls `onMessage(bytes, start, end)` for each
    * message published now (at most `max`), the message being
-   * bytes[start, end). Under 'block', `bytes` is the ring itself; under
-   * 'overwrite' (where the publisher never waits) it is a private copy
-   * checked to be whole before any of its messages is handed out, so a
-   * message being overwritten never reaches `onMessage`. Either way valid
+   * bytes[start, end). Under 'block', `bytes` is the ring itself (but for
+   * the records just after the subscriber joined or was lapped, before the
+   * publisher counts it: see TopicReader); under 'overwrite' (where the
+   * publisher never waits) it is a private copy checked to be whole before
+   * any of its messages is handed out, so a message being overwritten never
+   * reaches `onMessage`. Either way valid
    * only during the call: copy what you keep. The position is stored for
    * the publisher once, at the end. Returns the number of messages; 0 when
    * none is waiting (then receive() or receiveSync() waits for the next).
