@@ -176,11 +176,10 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
    * publisher counts it: see TopicReader); under 'overwrite' (where the
    * publisher never waits) it is a private copy checked to be whole before
    * any of its messages is handed out, so a message being overwritten never
-   * reaches `onMessage`. Either way valid
-   * only during the call: copy what you keep. The position is stored for
-   * the publisher once, at the end. Returns the number of messages; 0 when
-   * none is waiting (then receive() or receiveSync() waits for the next).
-   * The codec is not involved. If onMessage throws, the messages up to and
+   * reaches `onMessage`. Either way valid only during the call: copy what
+   * you keep. The position is stored for the publisher once, at the end.
+   * Returns the number of messages; 0 when none is waiting (then receive()
+   * or receiveSync() waits for the next). The codec is not involved. If onMessage throws, the messages up to and
    * including that one count as read and the error propagates. Throws as
    * tryReceive: a LappedError after a lap (a lap found once some messages
    * were handed out ends the batch, and the next read throws it),
