@@ -18,7 +18,7 @@
  *   |                  policy: 1 'block', 2 'overwrite'             |  20
  *   +---------------------------------------------------------------+
  *   |      tail: end of the last whole record published (u32)      | 128  publisher line
- *   |      intent: end of the record being written (u32)           | 132  stored before any byte of it
+ *   |      intent: no byte at or past it is written before it moves | 132  at or past the end of the record being written
  *   |      head: start of the oldest record not overwritten (u32)   | 136
  *   |      next message number (u32)                                | 140
  *   |      messages published (u64, lo then hi)                     | 144

@@ -46,6 +46,11 @@ export class Publisher<T = unknown> {
   #need = 0
   readonly #turns = new Turns()
   #closed = false
+  #corked = false
+  /** The room check's look at the cursors, made once. */
+  readonly #cursors = (): number => this.#slowest()
+  /** Held-back bytes that publish anyway while corked. */
+  readonly #corkLimit: number
 
   private constructor (region: Region, name: string, options: TopicOptions<T>) {
     this.#region = region
@@ -54,6 +59,7 @@ export class Publisher<T = unknown> {
     this.#policy = geometry.policy
     this.#ring = new TopicRing(region.buffer, geometry)
     this.#writer = new TopicWriter(this.#ring)
+    this.#corkLimit = this.#ring.capacity / 8
     this.#codec = resolveCodec(options.codec)
     const settings = checkWaitSettings(options)
     this.#spec = {
@@ -63,7 +69,7 @@ export class Publisher<T = unknown> {
       strategy: settings.wait,
       spinMicros: settings.spinMicros,
       peerCheckInterval: settings.peerCheckInterval,
-      ready: () => this.#closed || this.#writer.hasRoom(this.#need, () => this.#slowest()),
+      ready: () => this.#closed || this.#writer.hasRoom(this.#need, this.#cursors),
       // Between sleeps: subscribers that died stop gating (their entries are freed for newcomers).
       checkPeer: () => { this.#sweep() }
     }
@@ -124,9 +130,28 @@ export class Publisher<T = unknown> {
     }
   }
 
+  /**
+   * Holds back publishing: messages published from now on become visible
+   * to subscribers together at uncork(), or as soon as an eighth of the
+   * ring is held back or a publish finds no room. For bursts of tryPublish
+   * where one publish (one store subscribers see, at most one wake) for many
+   * messages is worth more than the latency of each.
+   */
+  cork (): void {
+    this.#assertOpen()
+    this.#corked = true
+  }
+
+  /** Publishes what cork() held back and returns to publishing each message. */
+  uncork (): void {
+    this.#corked = false
+    if (!this.#closed) this.#publish()
+  }
+
   /** Closes the publisher (idempotent): subscribers read what was published, then their streams end. */
   close (): void {
     if (this.#closed) return
+    this.#publish()
     this.#closed = true
     forgotten.unregister(this)
     this.#closer.abort(new ShmChannelError('ERR_CHANNEL_CLOSED', 'this publisher is closed'))
@@ -168,14 +193,23 @@ export class Publisher<T = unknown> {
 
   #tryWrite (payload: Uint8Array): boolean {
     const writer = this.#writer
-    if (!this.#ring.overwrite && !writer.hasRoom(writer.need(payload.length), () => this.#slowest())) return false
+    if (!this.#ring.overwrite && !writer.hasRoom(writer.need(payload.length), this.#cursors)) {
+      // Subscribers waited for must see what is held back, or none would ever make room.
+      this.#publish()
+      return false
+    }
     writer.write(payload)
+    if (!this.#corked || writer.unpublished >= this.#corkLimit) this.#publish()
+    return true
+  }
+
+  #publish (): void {
+    if (!this.#writer.publish()) return
     // Loaded after the tail's store: a subscriber that parked before it is
     // woken. Taken down with the wake (subscribers' wakerClears): publishes
     // that follow before the sleepers run make no system call.
     const h = this.#ring.h
     if (Atomics.load(h, SUBSCRIBERS_PARKED) !== 0 && Atomics.exchange(h, SUBSCRIBERS_PARKED, 0) !== 0) wake(h, TAIL)
-    return true
   }
 
   /**

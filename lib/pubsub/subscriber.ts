@@ -3,8 +3,8 @@
  * (or from the oldest still retained), in place, with its own cursor.
  */
 import { resolveCodec, type Codec } from '../codecs'
-import { ShmChannelError, invalidValue } from '../errors'
-import { checkTimeout } from '../options'
+import { ShmChannelError, invalidType, invalidValue } from '../errors'
+import { checkInteger, checkTimeout } from '../options'
 import { wake } from '../platform/futex'
 import { checkName, type Region } from '../platform/region'
 import { closeEnd, endDead, readEnd, END_CLOSED, END_STATE } from '../segment/ends'
@@ -13,7 +13,7 @@ import { checkWaitSettings, waitAsync, waitSync, type WaitSpec } from '../segmen
 import { word } from '../segment/words'
 import * as L from './layout'
 import type { TopicOptions } from './publisher'
-import { LAPPED, NOTHING, TAIL, TopicReader, TopicRing } from './ring'
+import { LAPPED, NOTHING, TAIL, TopicReader, TopicRing, type OnMessage } from './ring'
 import { checkTopic, openTopic, unlinkIfLast } from './segment'
 
 export interface SubscriberOptions<T> extends TopicOptions<T> {
@@ -56,6 +56,8 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
   readonly #out = { value: undefined as unknown }
   #receiving = false
   #closed = false
+  /** Messages lost at a lap readEach found after it had handed some out: thrown by the next read. */
+  #lapLost = 0
   #nextPeerCheck = 0
   readonly #peerCheckInterval: number
 
@@ -167,6 +169,49 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
   }
 
   /**
+   * Zero-copy batch read: calls `onMessage(bytes, start, end)` for each
+   * message published now (at most `max`), the message being
+   * bytes[start, end). Under 'block', `bytes` is the ring itself (but for
+   * the records just after the subscriber joined or was lapped, before the
+   * publisher counts it: see TopicReader); under 'overwrite' (where the
+   * publisher never waits) it is a private copy checked to be whole before
+   * any of its messages is handed out, so a message being overwritten never
+   * reaches `onMessage`. Either way valid only during the call: copy what
+   * you keep. The position is stored for the publisher once, at the end.
+   * Returns the number of messages; 0 when none is waiting (then receive()
+   * or receiveSync() waits for the next). The codec is not involved. If onMessage throws, the messages up to and
+   * including that one count as read and the error propagates. Throws as
+   * tryReceive: a LappedError after a lap (a lap found once some messages
+   * were handed out ends the batch, and the next read throws it),
+   * ERR_CHANNEL_CLOSED or ERR_PEER_DEAD once everything published was read
+   * and the publisher closed or died.
+   */
+  readEach (onMessage: OnMessage, max = Infinity): number {
+    this.#assertOpen()
+    if (typeof onMessage !== 'function') throw invalidType('onMessage', 'a function', onMessage)
+    if (max !== Infinity) checkInteger('max', max, 1, Number.MAX_SAFE_INTEGER)
+    this.#throwLap()
+    const reader = this.#reader
+    let n = 0
+    try {
+      for (;;) {
+        n += reader.readEach(onMessage, max - n)
+        if (!reader.stoppedAtLap) break
+        const lost = reader.lastLost
+        if (lost === 0) continue
+        if (n === 0) throw new LappedError(lost)
+        this.#lapLost = lost
+        break
+      }
+    } finally {
+      reader.flush()
+      this.#released()
+    }
+    if (n === 0) this.#checkEnded()
+    return n
+  }
+
+  /**
    * Every message until the publisher closes (then the loop ends) or dies
    * (ERR_PEER_DEAD, after everything it published). Laps do not end the
    * loop: read `subscriber.lost`.
@@ -200,6 +245,7 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
 
   /** Reads the next message into #out; true if there was one. Throws a LappedError after a lap. */
   #take (): boolean {
+    this.#throwLap()
     const result = this.#reader.read(this.#decode, this.#out)
     if (result === NOTHING) {
       // Caught up: the cursor goes out before anything waits (the publisher may wait for it).
@@ -214,6 +260,13 @@ export class Subscriber<T = unknown> implements AsyncIterable<T> {
       return this.#take()
     }
     return true
+  }
+
+  #throwLap (): void {
+    const lost = this.#lapLost
+    if (lost === 0) return
+    this.#lapLost = 0
+    throw new LappedError(lost)
   }
 
   /**
