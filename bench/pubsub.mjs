@@ -17,13 +17,20 @@
 // CPU each message of the batch path costs, measured in one process with
 // no other process of the bench running (still moved by a loaded machine's
 // caches, less than the rates are by its scheduler).
+// Last, the alternative without shm-channel: a Unix socket server writing
+// the same length-prefixed frames to N client sockets, in bursts of 256
+// frames built once into one reused buffer (one write per burst per
+// socket, 'drain' awaited), the clients parsing frames in place.
 // Prints the tables and the issue's targets, and writes
 // bench/results/pubsub.json (pubsub-quick.json with --quick or --count).
 //
 //   node bench/pubsub.mjs [--quick] [--count=N (64-byte messages; 4 KiB: N / 10)] [--wait=block|adaptive] [--no-waits]
 import { fork } from 'node:child_process'
+import { once } from 'node:events'
 import fs from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
+import path from 'node:path'
 import { Consumer, Producer, Publisher, Subscriber } from 'shm-channel'
 
 const quick = process.argv.includes('--quick')
@@ -59,6 +66,42 @@ if (role === 'subscriber' || role === 'consumer') {
   process.send('ready')
   drain(reader, mode === 'each')
   reader.close()
+  process.disconnect()
+} else if (role === 'socket-reader') {
+  // Counts length-prefixed frames (4-byte little-endian length, payload) as they arrive, in place.
+  const socket = net.connect(process.argv[3])
+  await once(socket, 'connect')
+  process.send('ready')
+  let n = 0
+  let start = 0
+  let left = -1 // payload bytes still to come of the current frame; -1 while its length is read
+  const length = Buffer.alloc(4)
+  let lengthFilled = 0
+  socket.on('data', (chunk) => {
+    if (start === 0) start = performance.now()
+    let i = 0
+    while (i < chunk.length) {
+      if (left > 0) {
+        const take = Math.min(left, chunk.length - i)
+        i += take
+        left -= take
+        if (left === 0) { n++; left = -1 }
+      } else if (lengthFilled === 0 && chunk.length - i >= 4) {
+        left = chunk.readUInt32LE(i)
+        i += 4
+        if (left === 0) { n++; left = -1 }
+      } else {
+        length[lengthFilled++] = chunk[i++]
+        if (lengthFilled === 4) {
+          lengthFilled = 0
+          left = length.readUInt32LE(0)
+          if (left === 0) { n++; left = -1 }
+        }
+      }
+    }
+  })
+  await once(socket, 'end')
+  process.send({ n, ms: performance.now() - start })
   process.disconnect()
 } else if (role === 'echo-topic' || role === 'echo-spsc') {
   // Round trips: answers every ping (from a topic, or an SPSC channel) on an SPSC channel back.
@@ -131,6 +174,31 @@ if (role === 'subscriber' || role === 'consumer') {
     const publishing = write(count, mode === 'each', writers, size)
     for (const p of producers) p.close()
     return { agg: rate(await Promise.all(done)), publishing }
+  }
+
+  /** The same `count` messages of `size` bytes to `readers` client processes over Unix sockets, in bursts of BURST frames. */
+  async function socketFanOut (readers, size, count) {
+    const socketPath = path.join(os.tmpdir(), `bench-pubsub-${process.pid}-${readers}-${size}.sock`)
+    fs.rmSync(socketPath, { force: true })
+    const sockets = []
+    const server = net.createServer((socket) => { sockets.push(socket) })
+    server.listen(socketPath)
+    await once(server, 'listening')
+    const done = await children('socket-reader', new Array(readers).fill(socketPath))
+    while (sockets.length < readers) await once(server, 'connection')
+    const frame = 4 + size
+    const slab = Buffer.alloc(BURST * frame)
+    for (let k = 0; k < BURST; k++) slab.writeUInt32LE(size, k * frame)
+    for (let i = 0; i < count; i += BURST) {
+      const burst = Math.min(BURST, count - i)
+      const bytes = burst === BURST ? slab : slab.subarray(0, burst * frame)
+      for (const socket of sockets) if (!socket.write(bytes)) await once(socket, 'drain')
+    }
+    for (const socket of sockets) socket.end()
+    const agg = rate(await Promise.all(done))
+    server.close()
+    fs.rmSync(socketPath, { force: true })
+    return { agg }
   }
 
   /** p50 and p99 of `count` round trips in microseconds: ping out through `send`, pong back on `${name}-pong`. */
@@ -281,6 +349,20 @@ if (role === 'subscriber' || role === 'consumer') {
     console.log(`| ${size} | ${c.topicWrite.toFixed(0)} | ${c.topicRead.toFixed(0)} | ${c.spscWrite.toFixed(0)} | ${c.spscRead.toFixed(0)} | ${c.bound4.toFixed(2)}x |`)
   }
 
+  console.log(`\nThe alternative without shm-channel: a Unix socket server writing each burst of ${BURST} frames to every client socket (one write per burst per socket), clients parsing frames in place; against the topic's batch path above\n`)
+  console.log('| size | readers | Unix sockets delivered | topic delivered | topic / Unix sockets |')
+  console.log('|---:|---:|---:|---:|---:|')
+  const sockets = []
+  for (const size of [64, 4096]) {
+    for (const readers of [1, 2, 4]) {
+      const u = await socketFanOut(readers, size, countFor(size))
+      const t = rows.find((r) => r.size === size && r.readers === readers)
+      const row = { size, readers, socketDelivered: u.agg, topicDelivered: t.topicDelivered, topicVsSocket: t.topicDelivered / u.agg }
+      sockets.push(row)
+      console.log(`| ${size} | ${readers} | ${fmt(u.agg)} | ${fmt(row.topicDelivered)} | ${row.topicVsSocket.toFixed(2)}x |`)
+    }
+  }
+
   const trips = countArg !== undefined ? Math.max(100, Number(countArg.slice(8)) / 20) : quick ? 5_000 : 50_000
   const viaTopic = await topicRoundTrips(trips)
   const viaChannel = await channelRoundTrips(trips)
@@ -288,6 +370,9 @@ if (role === 'subscriber' || role === 'consumer') {
   for (const r of rows.filter((r) => r.readers === 4)) {
     const met = r.deliveredVsSeparate >= 2.5
     console.log(`target: ${r.size} B, 4 subscribers deliver >= 2.5x of 4 separate SPSC channels (batch path, readers wait '${wait}'): ${r.deliveredVsSeparate.toFixed(2)}x ${met ? 'met' : 'MISSED'}`)
+  }
+  for (const r of sockets.filter((r) => r.readers === 4)) {
+    console.log(`target: ${r.size} B, 4 subscribers deliver >= 5x a Unix socket server writing to 4 clients: ${r.topicVsSocket.toFixed(2)}x ${r.topicVsSocket >= 5 ? 'met' : 'MISSED'}`)
   }
   const loadAfter = os.loadavg()
   console.log(`load average ${loadAfter.map((l) => l.toFixed(2)).join(' ')} at the end`)
@@ -303,6 +388,7 @@ if (role === 'subscriber' || role === 'consumer') {
     rowsOnePerCall: rowsOne,
     waits,
     cpuPerMessage: cost,
+    unixSockets: sockets,
     roundTrip: { count: trips, topic4: viaTopic, spsc: viaChannel }
   }
   fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true })
