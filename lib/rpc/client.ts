@@ -19,7 +19,6 @@ import {
   decodeValue, malformed, putHeader, readId, remoteError, writeFrame
 } from './frames'
 import { W_CLIENTS_PARKED, W_REPLY_BELL } from './listener-layout'
-import { Linger } from './linger'
 import { Ticket, reclaimListener, type Bell } from './ticket'
 import { waitAsync, type WaitSpec, type WaitStrategy } from '../segment/wait'
 import { DEFAULT_RPC_CAPACITY, common, connectionName, serviceName, type ConnectionOptions, type ConnectOptions, type RequestOptions } from './options'
@@ -137,15 +136,12 @@ class Replies {
   readonly #spec: WaitSpec
   /** The members' wait strategy; 'adaptive' spins only for a lone member (see #run). */
   readonly #strategy: WaitStrategy
-  /** The spin budget of each wait: longer while replies keep coming (lib/rpc/linger.ts). */
-  readonly #linger: Linger
 
   private constructor (key: string, link: Link, settings: Settings) {
     this.#key = key
     this.#bell = link.bell
     const { server } = link
     this.#strategy = settings.channel.wait ?? 'adaptive'
-    this.#linger = new Linger(settings.channel.spinMicros ?? 50)
     this.#spec = {
       header: link.bell.hold(),
       parkedFlag: W_CLIENTS_PARKED,
@@ -201,13 +197,10 @@ class Replies {
           // out or was cancelled) the waiter ends soon and an idle process is
           // not held. A slice, not an AbortSignal: merging signals costs several
           // microseconds per wait.
-          this.#spec.spinMicros = this.#linger.start(this.#members.size === 1)
           await waitAsync(this.#spec, IDLE_SLICE)
         } catch (err) {
           if ((err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err
           this.#spec.checkPeer() // a wait that ends by its timeout skips the peer check
-        } finally {
-          this.#linger.ended()
         }
       }
     } catch (err) {

@@ -94,10 +94,9 @@ export class Listener {
    * Waits until a client rings or sets a visit bit (spinning first, then
    * parked on the doorbell: lib/segment/wait.ts; see the top of
    * lib/rpc/listener-layout.ts for why no ring is lost), `timeout` ms pass
-   * (ERR_TIMEOUT) or `signal` aborts (AbortError). `spinMicros` is this
-   * wait's spin budget for the 'adaptive' strategy (lib/rpc/linger.ts).
+   * (ERR_TIMEOUT) or `signal` aborts (AbortError).
    */
-  async sleep (settings: WaitSettings, timeout: number, signal: AbortSignal, spinMicros: number): Promise<void> {
+  async sleep (settings: WaitSettings, timeout: number, signal: AbortSignal): Promise<void> {
     this.#spec ??= {
       header: this.#h,
       parkedFlag: W_SERVER_PARKED,
@@ -108,7 +107,6 @@ export class Listener {
       ready: this.#due,
       checkPeer: () => {}
     }
-    this.#spec.spinMicros = spinMicros
     await waitAsync(this.#spec, timeout, signal)
   }
 

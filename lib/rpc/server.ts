@@ -25,7 +25,6 @@ import {
   FLAG_NO_VALUE, FRAME_HEADER_SIZE, FRAME_KIND, KIND_CANCEL, KIND_REPLY, KIND_REQUEST, STATUS_ERROR, STATUS_OK,
   decodeValue, errorPayload, isAbort, malformed, readId, writeFrame
 } from './frames'
-import { Linger } from './linger'
 import { Listener } from './listener'
 import { MAX_SLOTS, MAX_TABLE_BITS, SLOT_ACCEPTED, SLOT_REFUSED, type SlotOwner } from './listener-layout'
 import { DEFAULT_RPC_CAPACITY, DEFAULT_MAX_CLIENTS, common, connectionName, serviceName, type ConnectionOptions, type ServeOptions } from './options'
@@ -163,17 +162,12 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
     this.#listener.ringReplies()
   }
 
-  /** Connections the current pass visited. */
-  #visited = 0
-
   readonly #visit = (index: number): void => {
-    this.#visited++
     this.#byIndex.get(index)?.visit()
   }
 
   async #accept (): Promise<void> {
     const listener = this.#listener
-    const linger = new Linger(this.#wait.spinMicros)
     let swept = performance.now()
     let turned = swept
     let nap = new AbortController()
@@ -183,7 +177,6 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
       // ends at once (the word changed) and the next scan finds it.
       listener.mark()
       for (const slot of listener.ready()) this.#admit(slot)
-      this.#visited = 0
       listener.takeVisits(this.#visit)
       // Before the wait (whose spin would hold back a microtask): one ring for the pass's replies.
       this.#flushReplies()
@@ -207,13 +200,8 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
         // A pending kernel wait holds the event loop: unref()ed with no
         // client, the server looks at the doorbell on an unref()ed timer instead.
         if (this.#refed || this.#connections.size > 0) {
-          const spinMicros = linger.start(this.#visited <= 1)
-          try {
-            await listener.sleep(this.#wait, SWEEP_INTERVAL, nap.signal, spinMicros)
-          } finally {
-            linger.ended()
-          }
-          // Longer than a spin: parked, and woken through the event loop.
+          await listener.sleep(this.#wait, SWEEP_INTERVAL, nap.signal)
+          // Longer than the default spin by far: parked, and woken through the event loop.
           if (performance.now() - now > LOOP_TURN) turned = performance.now()
         } else {
           await delay(UNREFED_POLL, undefined, { ref: false, signal: nap.signal })
