@@ -452,10 +452,24 @@ async function scale () {
   console.log('|---|---:|---:|---:|')
   console.log(`| alone | ${quiet.mean.toFixed(1)} | ${quiet.p50.toFixed(1)} | ${quiet.p99.toFixed(1)} |`)
   console.log(`| with ${loaded.clients} connected | ${busy.mean.toFixed(1)} | ${busy.p50.toFixed(1)} | ${busy.p99.toFixed(1)} |`)
-  console.log(`\np50 ratio ${(busy.p50 / quiet.p50).toFixed(2)}x, p99/p50 ${(busy.p99 / busy.p50).toFixed(1)}x`)
+
   console.log(`\n| ${ACTIVE} active clients in ${PROCESSES} processes | req/s | × Unix socket |`)
   console.log('|---|---:|---:|')
   for (const kind of ['shm', 'shm-block', 'unix']) console.log(`| ${kind === 'shm' ? 'shm-channel rpc (adaptive)' : kind === 'shm-block' ? 'shm-channel rpc (block)' : 'Unix socket'} | ${throughput[kind].toFixed(0)} | ${(throughput[kind] / throughput.unix).toFixed(2)} |`)
+  // The issue's targets, each with its verdict for this run.
+  const MiBs = shm / 2 ** 20
+  const targets = [
+    { target: `${loaded.clients} idle clients: server threads within 2 of the zero-client count`, value: `${loaded.threads} vs ${zero.threads}`, met: loaded.threads - zero.threads <= 2 },
+    { target: `${loaded.clients} idle clients: server idle CPU < 1 % of a core`, value: `${loaded.cpuPercent.toFixed(2)} %`, met: loaded.cpuPercent < 1 },
+    { target: `${loaded.clients} idle clients: /dev/shm <= 150 MiB`, value: `${MiBs.toFixed(1)} MiB`, met: MiBs <= 150 },
+    { target: `one active with ${loaded.clients} connected: p50 <= 1.5x the single client's`, value: `${(busy.p50 / quiet.p50).toFixed(2)}x`, met: busy.p50 / quiet.p50 <= 1.5 },
+    { target: `one active with ${loaded.clients} connected: p99 <= 10x p50`, value: `${(busy.p99 / busy.p50).toFixed(1)}x`, met: busy.p99 / busy.p50 <= 10 },
+    { target: `${ACTIVE} active clients in ${PROCESSES} processes: >= 5x a Unix socket (adaptive)`, value: `${(throughput.shm / throughput.unix).toFixed(2)}x`, met: throughput.shm / throughput.unix >= 5 },
+    { target: `${ACTIVE} active clients in ${PROCESSES} processes: >= 5x a Unix socket (block)`, value: `${(throughput['shm-block'] / throughput.unix).toFixed(2)}x`, met: throughput['shm-block'] / throughput.unix >= 5 }
+  ]
+  console.log('\n| target | this run | |')
+  console.log('|---|---:|---|')
+  for (const t of targets) console.log(`| ${t.target} | ${t.value} | ${t.met ? 'met' : 'MISSED'} |`)
   const results = {
     node: process.version,
     date: new Date().toISOString(),
@@ -464,6 +478,7 @@ async function scale () {
     quick,
     idle: { zero, loaded, shmBytes: shm, connectSeconds },
     latency: { alone: quiet, withIdle: busy, p50Ratio: busy.p50 / quiet.p50, p99OverP50: busy.p99 / busy.p50 },
+    targets,
     throughput: { active: ACTIVE, processes: PROCESSES, seconds: LOAD_MS / 1000, shm: throughput.shm, shmBlock: throughput['shm-block'], unix: throughput.unix, ratio: throughput.shm / throughput.unix, blockRatio: throughput['shm-block'] / throughput.unix }
   }
   fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true })

@@ -441,9 +441,7 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
   async #reconnect (): Promise<void> {
     const link = await openLink(this.#settings, undefined)
     if (this.#closed) {
-      link.duplex.close()
-      link.bell.ring()
-      link.bell.close()
+      hangUp(link)
       throw new ShmChannelError('ERR_CHANNEL_CLOSED', 'this client is closed')
     }
     this.#link = link
@@ -617,8 +615,24 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     this.#failure = failure
     for (const id of [...this.#pending.keys()]) this.#settle(id)?.reject(failure)
     watchdogs.remove(this.#watchdog)
-    this.#hangUp()
-    if (failure.code === 'ERR_PEER_DEAD') this.#cleanUpAfterServer()
+    const link = this.#link
+    if (failure.code === 'ERR_PEER_DEAD') {
+      // The dead server's listener goes now, before a reconnect looks for
+      // the name. Closing a connection costs a few unmaps and unlinks, a
+      // millisecond or more on a busy machine: a process holding a thousand
+      // clients of the dead server would hold their callers' rejections back
+      // for a second. The rejections run first; the channels close at the
+      // next turn of the event loop (a reconnect meanwhile makes a new link).
+      try {
+        reclaimListener(this.name, link.server)
+      } catch {}
+      setImmediate(() => {
+        hangUp(link)
+        cleanUpAfterServer(this.name, link)
+      })
+    } else {
+      hangUp(link)
+    }
     if (this.#settings.reconnect) this.emit('disconnect', failure)
     else this.emit('close', failure)
     // The other clients of this process on the same server need not each find out.
@@ -644,30 +658,30 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
     watchdogs.remove(this.#watchdog)
     // Without reconnect a broken connection has already emitted 'close'.
     const closeEmitted = this.#failure !== undefined && !this.#settings.reconnect
-    this.#hangUp()
-    const { server } = this.#link
-    if (!isAlive(server.pid, server.startTime)) this.#cleanUpAfterServer()
+    const link = this.#link
+    hangUp(link)
+    if (!isAlive(link.server.pid, link.server.startTime)) cleanUpAfterServer(this.name, link)
     if (!closeEmitted) this.emit('close', undefined)
-  }
-
-  /** Closes the connection's channels and rings, so the server reads the close; then lets go of the listener. */
-  #hangUp (): void {
-    const { duplex, bell } = this.#link
-    duplex.close()
-    bell.ring()
-    bell.close()
   }
 
   /** `using client = await connect(...)`: close() at the end of the scope. */
   [Symbol.dispose] (): void {
     this.close()
   }
+}
 
-  /** A dead server removes nothing: the last ones out clean up after it. */
-  #cleanUpAfterServer (): void {
-    try {
-      Duplex.unlink(this.#link.connection)
-      reclaimListener(this.name, this.#link.server)
-    } catch {}
-  }
+/** Closes a connection's channels and rings, so the server reads the close; then lets go of the listener. Idempotent. */
+function hangUp (link: Link): void {
+  const { duplex, bell } = link
+  duplex.close()
+  bell.ring()
+  bell.close()
+}
+
+/** A dead server removes nothing: the last ones out clean up after it. */
+function cleanUpAfterServer (name: string, link: Link): void {
+  try {
+    Duplex.unlink(link.connection)
+    reclaimListener(name, link.server)
+  } catch {}
 }

@@ -35,6 +35,8 @@ export type { ServeOptions } from './options'
 const SWEEP_INTERVAL = 1000
 /** How often an unref()ed server looks at its doorbell, in milliseconds. */
 const UNREFED_POLL = 20
+/** Longest the server's loop runs passes without letting the event loop turn, in milliseconds. */
+const LOOP_TURN = 1
 
 /** Who a connection is with. */
 export interface ClientInfo {
@@ -167,6 +169,8 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
   async #accept (): Promise<void> {
     const listener = this.#listener
     let swept = performance.now()
+    let turned = swept
+    let nap = new AbortController()
     while (!this.#closed) {
       // Load the doorbell before scanning: a client that readies its slot
       // after the scan has also rung after this load, so the wait below
@@ -176,17 +180,32 @@ export class Server<Req = unknown, Res = unknown> extends EventEmitter<ServerEve
       listener.takeVisits(this.#visit)
       // Before the wait (whose spin would hold back a microtask): one ring for the pass's replies.
       this.#flushReplies()
-      if (performance.now() - swept >= SWEEP_INTERVAL) {
-        swept = performance.now()
+      const now = performance.now()
+      if (now - swept >= SWEEP_INTERVAL) {
+        swept = now
         this.#sweep()
       }
-      const nap = new AbortController()
+      // A wait that ends in its spin resumes this loop as a microtask: while
+      // requests keep coming, timers and I/O of the process would never run.
+      // Give the event loop a turn every millisecond of such passes.
+      if (now - turned >= LOOP_TURN) {
+        await new Promise((resolve) => setImmediate(resolve))
+        turned = performance.now()
+        if (this.#closed) break // close() had no sleep to abort
+      }
+      // One controller for every sleep until one is aborted: making one per pass shows in profiles.
+      if (nap.signal.aborted) nap = new AbortController()
       this.#nap = nap
       try {
         // A pending kernel wait holds the event loop: unref()ed with no
         // client, the server looks at the doorbell on an unref()ed timer instead.
-        if (this.#refed || this.#connections.size > 0) await listener.sleep(this.#wait, SWEEP_INTERVAL, nap.signal)
-        else await delay(UNREFED_POLL, undefined, { ref: false, signal: nap.signal })
+        if (this.#refed || this.#connections.size > 0) {
+          await listener.sleep(this.#wait, SWEEP_INTERVAL, nap.signal)
+          // Longer than the default spin by far: parked, and woken through the event loop.
+          if (performance.now() - now > LOOP_TURN) turned = performance.now()
+        } else {
+          await delay(UNREFED_POLL, undefined, { ref: false, signal: nap.signal })
+        }
       } catch (err) {
         // Aborted: closed (the loop ends), or ref()/unref()/a new connection: look again.
         if (!isAbort(err) && (err as ShmChannelError).code !== 'ERR_TIMEOUT') throw err

@@ -21,6 +21,7 @@ import { describeFanIn, inspectFanIn, type FanInSnapshot } from '../fanin/inspec
 import { describeTopic, inspectTopic, type TopicSnapshot } from '../pubsub/inspect'
 import { BRIDGE_USAGE, bridgeCommand } from '../nats/command'
 import { connectionChannels, describeListener, inspectListener, listenerCollectable, type ListenerSnapshot } from '../rpc/inspect'
+import { describeEvent, inspectEvent, summarizeEvent, type EventSnapshot } from '../event/inspect'
 
 /** Exit codes, stable for scripts (also listed in the usage text). */
 export const EXIT_OK = 0
@@ -47,7 +48,7 @@ Commands:
   ls [--json] [--prefix PREFIX]
       List channels: size, capacity, bytes in the ring, messages sent and
       received, and each end's pid and state (alive, dead, closed or free);
-      then the topics, fan-in rings and request/response listeners.
+      then the topics, fan-in rings, request/response listeners and events.
   stat NAME [--json] [--watch] [--interval MS]
       A channel's header: positions, counters, parked flags, ends. --watch
       prints a sample every MS milliseconds (default 1000) with message and
@@ -284,7 +285,7 @@ function ls (args: ParsedArgs, io: CliIO): number {
   return EXIT_OK
 }
 
-/** Topics, fan-ins and listeners in SHM_DIR (lib/pubsub/inspect.ts, lib/fanin/inspect.ts, lib/rpc/inspect.ts); objects that cannot be read are left out. */
+/** Topics, fan-ins, listeners and events in SHM_DIR (lib/pubsub/inspect.ts, lib/fanin/inspect.ts, lib/rpc/inspect.ts, lib/event/inspect.ts); objects that cannot be read are left out. */
 function topicsAndFanIns (prefix: string): Other[] {
   const found: Other[] = []
   const names = fs.readdirSync(SHM_DIR, { withFileTypes: true }).filter((e) => e.isFile() && e.name.startsWith(prefix)).map((e) => e.name).sort()
@@ -295,9 +296,9 @@ function topicsAndFanIns (prefix: string): Other[] {
   return found
 }
 
-type Other = TopicSnapshot | FanInSnapshot | ListenerSnapshot
+type Other = TopicSnapshot | FanInSnapshot | ListenerSnapshot | EventSnapshot
 
-/** The topic, fan-in or listener under `name`, or undefined (not one, unreadable, or gone). */
+/** The topic, fan-in, listener or event under `name`, or undefined (not one, unreadable, or gone). */
 function inspectOther (name: string): Other | undefined {
   let region: Region
   try {
@@ -306,7 +307,7 @@ function inspectOther (name: string): Other | undefined {
     return undefined
   }
   try {
-    return inspectListener(name, region.buffer) ?? inspectTopic(name, region.buffer) ?? inspectFanIn(name, region.buffer)
+    return inspectListener(name, region.buffer) ?? inspectTopic(name, region.buffer) ?? inspectFanIn(name, region.buffer) ?? inspectEvent(name, region.buffer)
   } catch {
     return undefined
   } finally {
@@ -316,7 +317,9 @@ function inspectOther (name: string): Other | undefined {
 
 function writeTopicsAndFanIns (others: Other[], io: CliIO): void {
   for (const o of others) {
-    if (o.kind === 'listener') {
+    if (o.kind === 'event') {
+      io.stdout.write(summarizeEvent(o))
+    } else if (o.kind === 'listener') {
       io.stdout.write(`listener ${o.name} (request/response, codec ${o.codec}): server ${endSummary(o.server)}, ${o.connecting} of ${o.slots} slots connecting, up to ${o.tableBits} connections\n`)
     } else if (o.kind === 'topic') {
       const subs = o.subscribers.map((s) => `${s.pid}:${s.status}:lag ${bytes(s.lag)}`).join(', ')
@@ -352,7 +355,7 @@ async function stat (args: ParsedArgs, io: CliIO): Promise<number> {
     if (other !== undefined) {
       io.stdout.write(args.flags.json === true
         ? JSON.stringify(other, null, 2) + '\n'
-        : other.kind === 'topic' ? describeTopic(other) : other.kind === 'listener' ? describeListener(other) : describeFanIn(other))
+        : other.kind === 'topic' ? describeTopic(other) : other.kind === 'listener' ? describeListener(other) : other.kind === 'event' ? describeEvent(other) : describeFanIn(other))
       return EXIT_OK
     }
   }

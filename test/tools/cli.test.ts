@@ -15,7 +15,7 @@ import path from 'node:path'
 import t, { type Test } from 'tap'
 
 import { main, EXIT_FAILURE, EXIT_NOT_A_CHANNEL, EXIT_OK, EXIT_USAGE, type CliIO } from '../../lib/tools/cli'
-import { Consumer, Producer, Region } from '../../lib/index'
+import { Consumer, Event, Producer, Region } from '../../lib/index'
 import { initSegment } from '../../lib/channel/segment'
 import * as L from '../../lib/channel/layout'
 import type { HolderSpec } from '../fixtures/cli-holder'
@@ -288,6 +288,24 @@ t.test('a request/response listener: ls shows it, stat explains it, gc removes i
   t.equal(gc.code, EXIT_OK, gc.stderr)
   t.match(gc.stdout, `removed listener ${name} (server ${pid} dead)`)
   t.same(fs.readdirSync('/dev/shm').filter((n) => n === name || n.startsWith(`${name}.`)), [], 'the listener and its channels are gone')
+})
+
+t.test('a named event: ls shows it, stat explains it, gc leaves it', async (t) => {
+  const name = channelName(t, 'event')
+  const event = Event.open(name)
+  t.teardown(() => { event.close() })
+  event.notify()
+  event.notify()
+  const listed = await run(['ls', '--prefix', name])
+  t.equal(listed.code, EXIT_OK)
+  t.match(listed.stdout, `event ${name}: 1 holder, 2 notifications, 0 waiting`)
+  t.match(await runJson(t, ['stat', name, '--json']), { kind: 'event', name, version: '1.0', holders: 1, notifications: 2, waiters: 0 })
+  t.match((await run(['stat', name])).stdout, /^event +\S+ \(a named event/)
+  const gc = await run(['gc', '--prefix', name])
+  t.equal(gc.code, EXIT_OK, gc.stderr)
+  t.ok(exists(name), 'gc leaves an event: its holders are a count, not processes')
+  event.close()
+  t.notOk(exists(name), 'its last holder removed it')
 })
 
 t.test('gc removes channels whose ends are all dead, closed or free, and never one with a live end', async (t) => {
