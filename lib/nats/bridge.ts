@@ -44,6 +44,7 @@ import { ShmChannelError, invalidType } from '../errors'
 import { checkInteger } from '../options'
 import { Region, checkName } from '../platform/region'
 import { Cursor } from './cursor'
+import { StreamPublisher } from './publisher'
 
 export interface StreamTarget {
   /** A connection from `connect()` of `@nats-io/transport-node`. */
@@ -172,7 +173,6 @@ async function sleep (ms: number, signal: AbortSignal): Promise<void> {
 export async function bridgeChannelToStream (options: ChannelToStreamOptions): Promise<Bridge> {
   const subject = checkTarget(options)
   const batchSize = checkInteger('batch', options.batch ?? 256, 1, 1 << 20)
-  const js = jetstream(options.nats)
   await ensureStream(await jetstreamManager(options.nats, { checkAPI: false }), options.stream, subject, checkInteger('replicas', options.replicas ?? 1, 1, 5))
   const consumer = Consumer.open(options.channel, { codec: 'bytes', capacity: options.capacity, maxMessageSize: Infinity })
   const { header, cursor, inode } = openBeside(options.channel, consumer, 'nats-out')
@@ -187,13 +187,16 @@ export async function bridgeChannelToStream (options: ChannelToStreamOptions): P
     next = unreleasedBatch ? state.sequence : state.sequence + state.pending
   }
 
+  const publisher = new StreamPublisher(options.nats, subject)
+
   async function publishBatch (batch: Buffer[], first: number): Promise<void> {
     for (;;) {
-      const acks = batch.map(async (data, i) => await js.publish(subject, data, { msgID: `${cursor.identity}-${first + i}` }))
-      const results = await Promise.allSettled(acks)
-      const failed = results.find((r) => r.status === 'rejected')
-      if (failed === undefined) return
-      if (stopper.signal.aborted) throw (failed as PromiseRejectedResult).reason
+      try {
+        await publisher.publish(batch, first, cursor.identity, stopper.signal)
+        return
+      } catch (err) {
+        if (stopper.signal.aborted) throw err
+      }
       // Not acknowledged (server gone, no leader yet, timeout): the same ids again; JetStream drops what it already has.
       await sleep(RETRY_MS, stopper.signal)
     }
@@ -220,6 +223,7 @@ export async function bridgeChannelToStream (options: ChannelToStreamOptions): P
   }
 
   return start(run, stopper, () => forwarded, () => {
+    publisher.close()
     consumer.close()
     header.region.close()
     cursor.close()
