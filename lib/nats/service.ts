@@ -162,20 +162,12 @@ class NatsClient<Req, Res> implements ServiceClient<Req, Res> {
     const payload = typeof encoded === 'string' ? Buffer.from(encoded) : encoded
     // NATS needs a timer; "no limit" is the longest one a timer takes.
     const reply = this.#nats.request(this.#subject, payload, { timeout: timeout === Infinity ? 0x7fffffff : timeout })
-    let onAbort: (() => void) | undefined
-    const aborted = new Promise<never>((_resolve, reject) => {
-      if (signal === undefined) return
-      onAbort = () => { reject(new AbortError({ cause: signal.reason })) }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
     let msg: Msg
     try {
-      msg = await Promise.race([reply, aborted])
+      msg = signal === undefined ? await reply : await untilAborted(reply, signal)
     } catch (err) {
       if (err instanceof AbortError) { reply.catch(() => {}); throw err }
       throw translate(err, this.name, timeout)
-    } finally {
-      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
     }
     const failure = msg.headers?.get(ERROR_HEADER)
     if (failure !== undefined && failure !== '') {
@@ -188,6 +180,20 @@ class NatsClient<Req, Res> implements ServiceClient<Req, Res> {
 
   close (): void {
     this.#closed = true
+  }
+}
+
+/** `reply`, or an AbortError as soon as `signal` aborts (the request itself runs on to its timeout). */
+async function untilAborted (reply: Promise<Msg>, signal: AbortSignal): Promise<Msg> {
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => { reject(new AbortError({ cause: signal.reason })) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([reply, aborted])
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
   }
 }
 
