@@ -4,11 +4,13 @@
 //
 //   node bench/nats.mjs [--quick] [--rounds N] [--only service|channel] [--profile DIR]
 //
-// Each cell is the median of N rounds (default 5, 3 with --quick); within a
-// round the NATS bridge and its plain NATS counterpart run back to back, in
-// alternating order from round to round, and "bridge cost vs plain" is the
-// median of the rounds' paired ratios (extra time per message). NATS round
-// trips on a small machine are noisy: one round says little.
+// Each cell is the median of N rounds (default 5, 3 with --quick), and
+// "bridge cost vs plain" is the median of the rounds' paired ratios (extra
+// time per message). Within a round, request/response interleaves the
+// bridge's and plain NATS's round trips in blocks of 50; the channel
+// workloads, which cannot interleave, run back to back in an order that
+// alternates from round to round. NATS round trips on a small machine are
+// noisy: one round says little.
 //
 // Topology (what a user runs):
 //
@@ -59,6 +61,8 @@ const ROUND_TRIPS = quick ? 500 : 2_000
 const WARMUP = quick ? 100 : 300
 const MESSAGES = quick ? 5_000 : 30_000
 const SIZES = [64, 4096]
+/** Round trips of one client before the other's turn (request/response rows). */
+const BLOCK = 50
 const PROFILE = flag('--profile')
 const ONLY = flag('--only')
 const CLI = new URL('../bin/shm-channel.js', import.meta.url).pathname
@@ -158,6 +162,34 @@ async function roundTrips (request, size) {
   const elapsed = performance.now() - start
   times.sort()
   return { perSec: ROUND_TRIPS / (elapsed / 1000), p50us: times[Math.floor(ROUND_TRIPS / 2)] * 1000 }
+}
+
+/**
+ * Round trips of two clients interleaved in blocks of BLOCK (which goes
+ * first alternates by round): a change of load during the round weighs on
+ * both alike. Returns each one's { perSec, p50us }.
+ */
+async function pairedRoundTrips (round, requestA, requestB, size) {
+  const data = payload(size)
+  for (let i = 0; i < WARMUP; i++) { await requestA(data); await requestB(data) }
+  const sides = [requestA, requestB].map((request) => ({ request, times: new Float64Array(ROUND_TRIPS), n: 0, busy: 0 }))
+  if (round % 2 === 1) sides.reverse()
+  while (sides[0].n < ROUND_TRIPS) {
+    for (const side of sides) {
+      const blockStart = performance.now()
+      for (let i = 0; i < BLOCK && side.n < ROUND_TRIPS; i++) {
+        const t0 = performance.now()
+        await side.request(data)
+        side.times[side.n++] = performance.now() - t0
+      }
+      side.busy += performance.now() - blockStart
+    }
+  }
+  if (round % 2 === 1) sides.reverse()
+  return sides.map((side) => {
+    side.times.sort()
+    return { perSec: ROUND_TRIPS / (side.busy / 1000), p50us: side.times[Math.floor(ROUND_TRIPS / 2)] * 1000 }
+  })
 }
 
 async function untilMessage (child, wanted) {
@@ -273,9 +305,10 @@ async function main () {
       for (const size of SIZES) {
         const c = cell(`request/response ${size}`)
         c.shm.push(await roundTrips((d) => shmClient.request(d), size))
-        const [bridge, plain] = await alternate(round,
-          () => roundTrips((d) => natsClient.request(d), size),
-          () => roundTrips((d) => nc.request(`${name}.plain`, d, { timeout: 5000 }), size))
+        const [bridge, plain] = await pairedRoundTrips(round,
+          (d) => natsClient.request(d),
+          (d) => nc.request(`${name}.plain`, d, { timeout: 5000 }),
+          size)
         c.bridge.push(bridge)
         c.plain.push(plain)
       }
