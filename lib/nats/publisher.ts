@@ -99,10 +99,14 @@ export class StreamPublisher {
       settle(new Error(`no stream listens on subject ${this.#subject}`))
       return
     }
+    // Only a publish acknowledgement counts: `{"stream":...,"seq":...}`
+    // without an error. An error reply, or any other status (empty body),
+    // fails the batch, which then goes again.
     const body = decoder.decode(msg.data)
-    if (body.includes('"error"')) {
-      const error = (JSON.parse(body) as { error?: { description?: string, code?: number } }).error
-      settle(new Error(`JetStream refused message ${index + this.#first}: ${error?.description ?? body} (${error?.code ?? '?'})`))
+    if (!body.includes('"seq"') || body.includes('"error"')) {
+      let description = body === '' ? `status ${String(msg.headers?.code ?? '?')} ${msg.headers?.description ?? ''}` : body
+      try { description = (JSON.parse(body) as { error?: { description?: string } }).error?.description ?? description } catch {}
+      settle(new Error(`JetStream did not store message ${index + this.#first}: ${description}`))
       return
     }
     this.#acked[index] = 1
