@@ -65,13 +65,17 @@ export class StreamPublisher {
     this.#acked.fill(0, 0, batch.length)
     this.#size = batch.length
     this.#missing = batch.length
+    let settle: (err?: Error) => void = () => {}
+    let done = false
     const settled = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#settle?.(new Error(`JetStream did not acknowledge ${this.#missing} of ${batch.length} messages within ${ACK_TIMEOUT_MS} ms`))
       }, ACK_TIMEOUT_MS)
       const onAbort = (): void => { this.#settle?.(new AbortError({ cause: signal?.reason })) }
       signal?.addEventListener('abort', onAbort, { once: true })
-      this.#settle = (err) => {
+      settle = this.#settle = (err) => {
+        if (done) return
+        done = true
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
         this.#settle = undefined
@@ -80,11 +84,16 @@ export class StreamPublisher {
       }
     })
     const prefix = `${this.#inbox}.`
-    for (let i = 0; i < batch.length; i++) {
-      const sequence = first + i
-      const h = natsHeaders()
-      h.set(MSG_ID_HEADER, `${idPrefix}-${sequence}`)
-      this.#nats.publish(this.#subject, batch[i], { reply: prefix + sequence, headers: h })
+    try {
+      for (let i = 0; i < batch.length; i++) {
+        const sequence = first + i
+        const h = natsHeaders()
+        h.set(MSG_ID_HEADER, `${idPrefix}-${sequence}`)
+        this.#nats.publish(this.#subject, batch[i], { reply: prefix + sequence, headers: h })
+      }
+    } catch (err) {
+      // A connection closed or draining throws here: the batch fails like any other.
+      settle(err as Error)
     }
     await settled
   }
