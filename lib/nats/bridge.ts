@@ -44,6 +44,7 @@ import { ShmChannelError, invalidType } from '../errors'
 import { checkInteger } from '../options'
 import { Region, checkName } from '../platform/region'
 import { Cursor } from './cursor'
+import { StreamPublisher } from './publisher'
 
 export interface StreamTarget {
   /** A connection from `connect()` of `@nats-io/transport-node`. */
@@ -172,7 +173,6 @@ async function sleep (ms: number, signal: AbortSignal): Promise<void> {
 export async function bridgeChannelToStream (options: ChannelToStreamOptions): Promise<Bridge> {
   const subject = checkTarget(options)
   const batchSize = checkInteger('batch', options.batch ?? 256, 1, 1 << 20)
-  const js = jetstream(options.nats)
   await ensureStream(await jetstreamManager(options.nats, { checkAPI: false }), options.stream, subject, checkInteger('replicas', options.replicas ?? 1, 1, 5))
   const consumer = Consumer.open(options.channel, { codec: 'bytes', capacity: options.capacity, maxMessageSize: Infinity })
   const { header, cursor, inode } = openBeside(options.channel, consumer, 'nats-out')
@@ -187,13 +187,16 @@ export async function bridgeChannelToStream (options: ChannelToStreamOptions): P
     next = unreleasedBatch ? state.sequence : state.sequence + state.pending
   }
 
+  const publisher = new StreamPublisher(options.nats, subject)
+
   async function publishBatch (batch: Buffer[], first: number): Promise<void> {
     for (;;) {
-      const acks = batch.map(async (data, i) => await js.publish(subject, data, { msgID: `${cursor.identity}-${first + i}` }))
-      const results = await Promise.allSettled(acks)
-      const failed = results.find((r) => r.status === 'rejected')
-      if (failed === undefined) return
-      if (stopper.signal.aborted) throw (failed as PromiseRejectedResult).reason
+      try {
+        await publisher.publish(batch, first, cursor.identity, stopper.signal)
+        return
+      } catch (err) {
+        if (stopper.signal.aborted) throw err
+      }
       // Not acknowledged (server gone, no leader yet, timeout): the same ids again; JetStream drops what it already has.
       await sleep(RETRY_MS, stopper.signal)
     }
@@ -211,7 +214,7 @@ export async function bridgeChannelToStream (options: ChannelToStreamOptions): P
       }
       if (batch.length === 0) continue
       // Written before anything goes out: the ids the batch gets are fixed from here on.
-      cursor.write({ sequence: next, position: Atomics.load(header.words, CONSUMER_POSITION) >>> 0, pending: batch.length, inode })
+      cursor.write(next, Atomics.load(header.words, CONSUMER_POSITION) >>> 0, batch.length, inode)
       await publishBatch(batch, next)
       consumer.release()
       next += batch.length
@@ -220,6 +223,7 @@ export async function bridgeChannelToStream (options: ChannelToStreamOptions): P
   }
 
   return start(run, stopper, () => forwarded, () => {
+    publisher.close()
     consumer.close()
     header.region.close()
     cursor.close()
@@ -277,27 +281,34 @@ export async function bridgeStreamToChannel (options: StreamToChannelOptions): P
     // Two heartbeats missed, or no message for 15 s while the stream holds
     // messages past the last one delivered (after its leader moved, a
     // consumer can be left answering pulls with nothing): start again from
-    // the cursor on a fresh consumer.
-    let alive = Date.now()
+    // the cursor on a fresh consumer. The watchdog compares `delivered`
+    // between its ticks: no clock read per message.
     void (async () => {
       for await (const s of messages.status()) if (s.type === 'heartbeats_missed' && s.count >= 2) stop()
     })().catch(() => {})
+    let seen = delivered
+    let quietTicks = 0
     const watchdog = setInterval(() => {
-      if (Date.now() - alive < 15_000) return
-      alive = Date.now()
+      if (delivered !== seen) { seen = delivered; quietTicks = 0; return }
+      if (++quietTicks < 3) return
+      quietTicks = 0
       jsm.streams.info(options.stream).then((info) => { if (info.state.last_seq > delivered) stop() }, () => {})
     }, 5000)
     watchdog.unref()
+    const sendOptions = { signal: stopper.signal }
     try {
       for await (const m of messages) {
-        alive = Date.now()
-        if (m.seq <= delivered) continue
-        if (m.data.length > maxPayload) {
-          throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `stream message ${m.seq} has ${m.data.length} bytes; a bridge into a ring of ${producer.capacity} bytes takes at most ${maxPayload} (a quarter of the ring)`)
+        const sequence = m.seq
+        if (sequence <= delivered) continue
+        const data = m.data
+        if (data.length > maxPayload) {
+          throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `stream message ${sequence} has ${data.length} bytes; a bridge into a ring of ${producer.capacity} bytes takes at most ${maxPayload} (a quarter of the ring)`)
         }
-        cursor.write({ sequence: m.seq, base: delivered, position: Atomics.load(header.words, PRODUCER_POSITION) >>> 0, pending: 1, inode })
-        await producer.send(m.data, { signal: stopper.signal })
-        delivered = m.seq
+        cursor.write(sequence, Atomics.load(header.words, PRODUCER_POSITION) >>> 0, 1, inode, delivered)
+        // An awaited send: sends of one socket read are published to the
+        // consumer together (lib/channel/producer.ts, deferred publish).
+        await producer.send(data, sendOptions)
+        delivered = sequence
         forwarded++
       }
     } finally {

@@ -85,19 +85,21 @@ export class Cursor {
     }
   }
 
-  /** Writes `state` in the other slot, then makes it current with one store. */
-  write (state: CursorState): void {
+  /**
+   * Writes a state in the other slot, then makes it current with one store.
+   * Positional (no object): the from-stream bridge writes once per message.
+   */
+  write (sequence: number, position: number, pending: number, inode: number, base = 0): void {
     const w = this.#words
     const generation = Atomics.load(w, 1)
     const next = generation + 1 === 0x7fffffff ? 1 : generation + 1
     const s = SLOT[next & 1]
-    w[s] = state.sequence % 2 ** 32
-    w[s + 1] = Math.floor(state.sequence / 2 ** 32)
-    w[s + 2] = state.position | 0
-    w[s + 3] = state.pending
-    w[s + 4] = state.inode % 2 ** 32
-    w[s + 5] = Math.floor(state.inode / 2 ** 32)
-    const base = state.base ?? 0
+    w[s] = sequence % 2 ** 32
+    w[s + 1] = Math.floor(sequence / 2 ** 32)
+    w[s + 2] = position | 0
+    w[s + 3] = pending
+    w[s + 4] = inode % 2 ** 32
+    w[s + 5] = Math.floor(inode / 2 ** 32)
     w[s + 6] = base % 2 ** 32
     w[s + 7] = Math.floor(base / 2 ** 32)
     // The store that publishes the slot: everything above is in memory before it.

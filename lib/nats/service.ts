@@ -84,27 +84,26 @@ export class NatsService<Req = unknown, Res = unknown> {
       queue: queue ?? 'shm-channel',
       callback: (err, msg) => {
         if (err !== null) return
-        void this.#answer(msg, handler, codec, client)
+        this.#answer(msg, handler, codec, client)
       }
     })
   }
 
-  async #answer (msg: Msg, handler: Handler<Req, Res>, codec: Codec<Req | Res>, client: { pid: number, connection: number, name: string }): Promise<void> {
+  /** Answers one request: at once for a handler that returns a value, once settled for one that returns a promise. */
+  #answer (msg: Msg, handler: Handler<Req, Res>, codec: Codec<Req | Res>, client: { pid: number, connection: number, name: string }): void {
     if (msg.reply === undefined || msg.reply === '') return
+    let result: Res | PromiseLike<Res>
     try {
       const request = (msg.data.length === 0 ? undefined : codec.decode(Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.length))) as Req
-      const result = await handler(request, { id: ++this.#nextId, client, signal: this.#closer.signal })
-      const payload = result === undefined ? new Uint8Array(0) : codec.encode(result)
-      msg.respond(typeof payload === 'string' ? Buffer.from(payload) : payload)
+      result = handler(request, { id: ++this.#nextId, client, signal: this.#closer.signal })
     } catch (err) {
-      const e = err as { message?: unknown, name?: unknown, code?: unknown }
-      const h = natsHeaders()
-      h.set(ERROR_HEADER, JSON.stringify({
-        message: String(e?.message ?? err),
-        name: typeof e?.name === 'string' ? e.name : 'Error',
-        code: typeof e?.code === 'string' || typeof e?.code === 'number' ? e.code : undefined
-      }))
-      msg.respond(new Uint8Array(0), { headers: h })
+      fail(msg, err)
+      return
+    }
+    if (typeof (result as PromiseLike<Res> | undefined)?.then === 'function') {
+      (result as PromiseLike<Res>).then((value) => { respond(msg, value, codec) }, (err) => { fail(msg, err) })
+    } else {
+      respond(msg, result as Res, codec)
     }
   }
 
@@ -114,6 +113,29 @@ export class NatsService<Req = unknown, Res = unknown> {
     this.#subscription.unsubscribe()
     this.local.close()
   }
+}
+
+function respond<T> (msg: Msg, value: T, codec: Codec<T>): void {
+  let payload: Uint8Array | string
+  try {
+    payload = value === undefined ? new Uint8Array(0) : codec.encode(value)
+  } catch (err) {
+    fail(msg, err)
+    return
+  }
+  msg.respond(typeof payload === 'string' ? Buffer.from(payload) : payload)
+}
+
+/** A handler's error as the reply: no body, the error in ERROR_HEADER. */
+function fail (msg: Msg, err: unknown): void {
+  const e = err as { message?: unknown, name?: unknown, code?: unknown }
+  const h = natsHeaders()
+  h.set(ERROR_HEADER, JSON.stringify({
+    message: String(e?.message ?? err),
+    name: typeof e?.name === 'string' ? e.name : 'Error',
+    code: typeof e?.code === 'string' || typeof e?.code === 'number' ? e.code : undefined
+  }))
+  msg.respond(new Uint8Array(0), { headers: h })
 }
 
 /** Serves `name` on this machine and over NATS (see the top of this file). */
@@ -162,20 +184,12 @@ class NatsClient<Req, Res> implements ServiceClient<Req, Res> {
     const payload = typeof encoded === 'string' ? Buffer.from(encoded) : encoded
     // NATS needs a timer; "no limit" is the longest one a timer takes.
     const reply = this.#nats.request(this.#subject, payload, { timeout: timeout === Infinity ? 0x7fffffff : timeout })
-    let onAbort: (() => void) | undefined
-    const aborted = new Promise<never>((_resolve, reject) => {
-      if (signal === undefined) return
-      onAbort = () => { reject(new AbortError({ cause: signal.reason })) }
-      signal.addEventListener('abort', onAbort, { once: true })
-    })
     let msg: Msg
     try {
-      msg = await Promise.race([reply, aborted])
+      msg = signal === undefined ? await reply : await untilAborted(reply, signal)
     } catch (err) {
       if (err instanceof AbortError) { reply.catch(() => {}); throw err }
       throw translate(err, this.name, timeout)
-    } finally {
-      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
     }
     const failure = msg.headers?.get(ERROR_HEADER)
     if (failure !== undefined && failure !== '') {
@@ -188,6 +202,20 @@ class NatsClient<Req, Res> implements ServiceClient<Req, Res> {
 
   close (): void {
     this.#closed = true
+  }
+}
+
+/** `reply`, or an AbortError as soon as `signal` aborts (the request itself runs on to its timeout). */
+async function untilAborted (reply: Promise<Msg>, signal: AbortSignal): Promise<Msg> {
+  let onAbort: (() => void) | undefined
+  const aborted = new Promise<never>((_resolve, reject) => {
+    onAbort = () => { reject(new AbortError({ cause: signal.reason })) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    return await Promise.race([reply, aborted])
+  } finally {
+    if (onAbort !== undefined) signal.removeEventListener('abort', onAbort)
   }
 }
 

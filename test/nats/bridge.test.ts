@@ -6,7 +6,7 @@ import { fork } from 'node:child_process'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
-import { jetstream, jetstreamManager } from '@nats-io/jetstream'
+import { DiscardPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream'
 
 import { Consumer, Producer } from '../../lib/index'
 import { bridgeChannelToStream, bridgeStreamToChannel } from '../../lib/nats/index'
@@ -85,6 +85,39 @@ t.test('backpressure: a stream that does not acknowledge fills the ring and the 
   const jsm = await jetstreamManager(nc2)
   await until(() => out.forwarded === 2000, 20_000, 'every message out')
   t.equal((await jsm.streams.info('bp')).state.messages, 2000, 'nothing lost or doubled across the server restart')
+})
+
+t.test('a stream that refuses messages (full, discard new): the batch goes again under the same ids once it has room', async (t) => {
+  const server = await startServer(t)
+  const nc = await natsConnection(t, server.url)
+  const jsm = await jetstreamManager(nc)
+  await jsm.streams.add({ name: 'full', subjects: ['full'], max_msgs: 100, discard: DiscardPolicy.New })
+  const from = channelName()
+  removeCursorsAtEnd(t, from)
+  const producer = closeAtEnd(t, Producer.open<Buffer>(from, { codec: 'bytes', capacity: 4096, onPeerDeath: 'wait' }))
+  const out = await bridgeChannelToStream({ nats: nc, stream: 'full', channel: from, batch: 64 })
+  t.teardown(async () => { await out.close() })
+
+  const total = 300
+  const sending = (async () => { for (let i = 1; i <= total; i++) await producer.send(message(i, 100)) })()
+  // The stream fills, then refuses the rest of the batch again and again; the ring fills behind it.
+  for (let stored = 0; stored < 100;) {
+    stored = (await jsm.streams.info('full')).state.messages
+    if (stored < 100) await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  await untilParked(from, 'producer')
+  t.equal((await jsm.streams.info('full')).state.messages, 100, 'the stream took what it had room for, no more')
+  t.ok(out.forwarded <= 100, `no batch the stream refused counts as forwarded (${out.forwarded})`)
+  await jsm.streams.update('full', { max_msgs: -1 })
+  await sending
+  await until(() => out.forwarded === total, 20_000, 'every message out')
+  t.equal((await jsm.streams.info('full')).state.messages, total, 'each message once')
+  let inOrder = 0
+  for (let seq = 1; seq <= total; seq++) {
+    const stored = await jsm.streams.getMessage('full', { seq })
+    if (stored !== null && Buffer.from(stored.data).readUInt32LE(0) === seq) inOrder++
+  }
+  t.equal(inOrder, total, 'in order')
 })
 
 t.test('backpressure: a local consumer that does not read leaves the messages in the stream', async (t) => {

@@ -33,6 +33,8 @@ t.test('one serve() answers local clients and clients on another host', async (t
   const name = channelName()
   const service = serve<Req, number>(name, handler, { nats: serverSide })
   t.teardown(() => { service.close() })
+  // The subscription is on the server once a flush of its connection returns (requests come on another connection).
+  await serverSide.flush()
 
   const local = await connectLocal<Req, number>(name)
   t.teardown(() => { local.close() })
@@ -60,6 +62,7 @@ t.test('one serve() answers local clients and clients on another host', async (t
   t.equal((await rejection(cancelled)).name, 'AbortError', 'a cancelled request is an AbortError')
 
   service.close()
+  await serverSide.flush()
   t.equal((await rejection(remote.request({ op: 'add' }, { timeout: 5000 }))).code, 'ERR_PEER_DEAD', 'no server answering is ERR_PEER_DEAD')
   remote.close()
   t.equal((await rejection(remote.request({ op: 'add' }))).code, 'ERR_CHANNEL_CLOSED', 'a closed client refuses requests')
@@ -72,6 +75,7 @@ t.test('a client over NATS survives a nats-server restart', async (t) => {
   const name = channelName()
   const service = serve<Req, number>(name, handler, { nats: serverSide })
   t.teardown(() => { service.close() })
+  await serverSide.flush()
   const remote = await connect<Req, number>(name, { nats: remoteSide, local: 'never' })
   t.equal(await remote.request({ op: 'add', a: 1, b: 1 }), 2)
 
