@@ -628,7 +628,9 @@ export class Client<Req = unknown, Res = unknown> extends EventEmitter<ClientEve
       } catch {}
       setImmediate(() => {
         hangUp(link)
-        cleanUpAfterServer(this.name, link)
+        try {
+          Duplex.unlink(link.connection)
+        } catch {}
       })
     } else {
       hangUp(link)
