@@ -215,7 +215,7 @@ export class FanInReader {
       const size = L.alignRecord(length)
       const type = h[((ring.base + index) >>> 2) + 1] & L.TYPE_MASK
       if (size > ((this.#tail - this.head) >>> 0)) this.#tail = Atomics.load(h, TAIL) >>> 0
-      if ((first & L.COMMITTED) === 0 || index + size > ring.capacity || size > ((this.#tail - this.head) >>> 0) ||
+      if ((first & L.COMMITTED) === 0 || length > ring.capacity || index + size > ring.capacity || size > ((this.#tail - this.head) >>> 0) ||
           (type !== L.TYPE_DATA && type !== L.TYPE_PADDING) || (type === L.TYPE_DATA && length > ring.maxPayload)) {
         throw invalidSegment(FANIN, `record at position ${this.head} (word 0x${(first >>> 0).toString(16)}, type ${type}) is not a committed record that fits the ring`)
       }

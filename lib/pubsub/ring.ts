@@ -447,7 +447,10 @@ export class TopicReader {
     for (let count = 0; span < room && count < max;) {
       const w = (first + span) >>> 2
       const type = h[w + 1]
-      const size = type === L.TYPE_PADDING ? ring.base + ring.capacity - first - span : L.alignRecord(h[w] >>> 0)
+      const length = h[w] >>> 0
+      // A torn header may hold any length: one past the ring would align to a negative size.
+      if (length > ring.capacity) break
+      const size = type === L.TYPE_PADDING ? ring.base + ring.capacity - first - span : L.alignRecord(length)
       if (span + size > room) break
       if (span + size > scratch.length) {
         if (span > 0) break
@@ -473,7 +476,7 @@ export class TopicReader {
         const type = sw[w + 1]
         const position = (from + at) >>> 0
         const size = type === L.TYPE_PADDING ? ring.capacity - (position & ring.mask) : L.alignRecord(length)
-        if ((sw[w + 2] >>> 0) !== position || (type !== L.TYPE_DATA && type !== L.TYPE_PADDING) || at + size > span) {
+        if ((sw[w + 2] >>> 0) !== position || (type !== L.TYPE_DATA && type !== L.TYPE_PADDING) || length > ring.capacity || at + size > span) {
           throw invalidSegment(TOPIC, `record at position ${position} (type ${type}, length ${length}, position word ${sw[w + 2] >>> 0}) is not a record that fits the ring`)
         }
         at += size

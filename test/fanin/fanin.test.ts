@@ -298,6 +298,10 @@ t.test('hostile and corrupt segments are refused with ERR_INVALID_SEGMENT, no cr
   h[(L.ringOffset(16) >>> 2) + 1] = 7
   h[L.ringOffset(16) >>> 2] = (L.COMMITTED | 8) | 0
   t.throws(() => consumer.tryReceive(), { code: 'ERR_INVALID_SEGMENT' }, 'an unknown record type')
+  // Padding whose length aligns to about -2^31 in 32-bit arithmetic would bring the head back to this record, forever.
+  h[(L.ringOffset(16) >>> 2) + 1] = L.TYPE_PADDING
+  h[L.ringOffset(16) >>> 2] = (L.COMMITTED | 0x7ffffff8) | 0
+  t.throws(() => consumer.tryReceive(), { code: 'ERR_INVALID_SEGMENT' }, 'padding longer than the ring')
 })
 
 leavesNothingInDevShm(t)

@@ -152,6 +152,20 @@ t.test('hostile and corrupt segments are refused with ERR_INVALID_SEGMENT, no cr
   h[w + 2] = 0
   h[w] = 100000
   t.throws(() => subscriber.tryReceive(), { code: 'ERR_INVALID_SEGMENT' }, 'a record longer than the ring')
+  // Under 'overwrite', readEach walks the headers before it copies. A torn
+  // header may hold any length, and 0xffffffc9 aligns to -32 in 32-bit
+  // arithmetic: this second record would send the walk back to the first, forever.
+  h[word(L.POLICY_OFFSET)] = L.POLICY_OVERWRITE
+  const copier = closeAtEnd(t, Subscriber.open(name, { from: 'oldest' }))
+  h[w] = 8
+  h[w + 8] = 0xffffffc9 | 0
+  h[w + 9] = L.TYPE_DATA
+  h[w + 10] = 32
+  Atomics.store(h, word(L.INTENT_OFFSET), 64)
+  Atomics.store(h, word(L.TAIL_OFFSET), 64)
+  let handedOut = 0
+  t.throws(() => copier.readEach(() => { handedOut++ }), { code: 'ERR_INVALID_SEGMENT' }, 'readEach: a record whose length wraps')
+  t.equal(handedOut, 1, 'after the record before it')
 })
 
 leavesNothingInDevShm(t)
