@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 
 import { FanInConsumer, FanInProducer, Region } from '../../lib/index'
 import * as L from '../../lib/fanin/layout'
-import { inspectFanIn } from '../../lib/fanin/inspect'
+import { describeFanIn, inspectFanIn } from '../../lib/fanin/inspect'
 import { word } from '../../lib/segment/words'
 import { bigObject, checkMixed, mixedMessage } from '../fixtures/fanin-messages'
 import { Peer } from '../support/peers'
@@ -185,7 +185,9 @@ t.test('a producer SIGKILLed in the middle of a fragmented message: its part is 
   t.equal(await sent, 7)
   t.equal(consumer.dropped, 1, 'the part is dropped once')
   t.equal(view[word(L.PARTIALS_DROPPED_OFFSET)], 1, 'and counted in the header')
-  t.equal(inspectFanIn(name, view.buffer as SharedArrayBuffer)?.partialsDropped, 1, 'which the inspector shows')
+  const snapshot = inspectFanIn(name, view.buffer as SharedArrayBuffer)
+  t.equal(snapshot?.partialsDropped, 1, 'which the inspector shows')
+  if (snapshot !== undefined) t.match(describeFanIn(snapshot), /^dropped +1 partial messages/m, 'in stat\'s text too')
 })
 
 t.test('a producer SIGKILLed in the middle of a fragmented message, and nobody takes its entry: the part is dropped once the consumer has read it; nothing hangs', async (t) => {
@@ -205,6 +207,26 @@ t.test('a producer SIGKILLed in the middle of a fragmented message, and nobody t
   await sending
   await until(() => consumer.dropped === 1, () => { t.equal(consumer.tryReceive(), undefined) })
   t.pass('the dead producer\'s part is dropped, never delivered')
+})
+
+t.test('a producer SIGKILLed between claim and commit of a fragment: the claim is skipped and the part before it dropped, both counted; the others carry on', async (t) => {
+  const name = freshName(t)
+  const capacity = 4096
+  const consumer = closeAtEnd(t, FanInConsumer.open<Uint8Array>(name, { codec: 'bytes', capacity, peerCheckInterval: 50 }))
+  const hanging = new Peer(t, 'fanin-peer.ts')
+  const claimed = hanging.call('fragmentThenClaimAndHang', name, 3 * capacity)
+  claimed.catch(() => {})
+  t.equal(await hanging.event('claimed'), capacity / 4, 'the second fragment is claimed right after the first')
+  const other = closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' }))
+  // Behind the open claim, and more than the ring holds: these wait for the skip.
+  const sending = (async () => { for (let seq = 0; seq < 9; seq++) await other.send(mixedMessage(1, seq, capacity)) })()
+  t.equal(consumer.tryReceive(), undefined, 'nothing whole to read while the claimant lives')
+  await hanging.kill()
+  t.equal(await receiveMixed(t, consumer, capacity, [0, 0], [0, 9]), 0, 'the other producer\'s messages, whole and in order')
+  await sending
+  t.equal(consumer.skipped, 1, 'the claim is skipped')
+  await until(() => consumer.dropped === 1, () => { t.equal(consumer.tryReceive(), undefined) })
+  t.pass('and the first fragment, never delivered, dropped')
 })
 
 t.test('a producer closed in the middle of a fragmented message (its send rejects): the part is dropped when the entry\'s next owner sends a whole message', async (t) => {
