@@ -1,11 +1,13 @@
 /**
  * The one consumer of a fan-in: reads every producer's records in the order
- * they were claimed, skipping (and counting) claims whose producer died
- * before committing them.
+ * they were claimed, reassembles each producer's fragmented messages
+ * (lib/fanin/reassembly.ts), and skips (and counts) claims whose producer
+ * died before committing them.
  */
 import { resolveCodec, type Codec } from '../codecs'
 import { ShmChannelError, invalidType } from '../errors'
 import { checkInteger, checkTimeout } from '../options'
+import { checkMaxMessageSize } from '../channel/options'
 import { wake } from '../platform/futex'
 import { checkName, type Region } from '../platform/region'
 import { closeEnd } from '../segment/ends'
@@ -14,8 +16,19 @@ import { checkWaitSettings, waitAsync, waitSync, type WaitSpec } from '../segmen
 import { word } from '../segment/words'
 import * as L from './layout'
 import type { FanInOptions } from './producer'
+import { Reassembly } from './reassembly'
 import { FanInReader, FanInRing } from './ring'
 import { checkFanIn, openFanIn, unlinkIfLast } from './segment'
+
+export interface FanInConsumerOptions<T> extends FanInOptions<T> {
+  /**
+   * Largest message this consumer accepts (reassembles), in bytes. Default
+   * 64 MiB (DEFAULT_MAX_MESSAGE_SIZE, as a channel's consumer); Infinity for
+   * no limit but the largest Buffer. A larger message is refused once with
+   * ERR_MESSAGE_TOO_LARGE and the rest of it passed over.
+   */
+  maxMessageSize?: number
+}
 
 export interface FanInReceiveOptions {
   /** Milliseconds to wait for a message; default no limit. ERR_TIMEOUT when it passes. */
@@ -35,6 +48,8 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   readonly #region: Region
   readonly #ring: FanInRing
   readonly #reader: FanInReader
+  readonly #reassembly: Reassembly
+  readonly #maxMessageSize: number
   readonly #codec: Codec<T>
   readonly #spec: WaitSpec
   readonly #closer = new AbortController()
@@ -44,11 +59,13 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   #nextUnblock = 0
   readonly #peerCheckInterval: number
 
-  private constructor (region: Region, name: string, options: FanInOptions<T>) {
+  private constructor (region: Region, name: string, options: FanInConsumerOptions<T>) {
     this.#region = region
     this.#name = name
     this.#ring = new FanInRing(region.buffer, checkFanIn(region.buffer))
-    this.#reader = new FanInReader(this.#ring)
+    const reader = this.#reader = new FanInReader(this.#ring)
+    this.#maxMessageSize = checkMaxMessageSize(options.maxMessageSize)
+    this.#reassembly = new Reassembly(this.#ring.maxProducers, this.#maxMessageSize, () => { reader.countDropped() })
     this.#codec = resolveCodec(options.codec)
     const settings = checkWaitSettings(options)
     this.#peerCheckInterval = settings.peerCheckInterval
@@ -68,9 +85,10 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   }
 
   /** Opens fan-in `name` as its consumer, creating it if there is none. ERR_END_TAKEN if a live consumer holds it. */
-  static open<T = unknown> (name: string, options: FanInOptions<T> = {}): FanInConsumer<T> {
+  static open<T = unknown> (name: string, options: FanInConsumerOptions<T> = {}): FanInConsumer<T> {
     checkName(name)
     checkWaitSettings(options)
+    checkMaxMessageSize(options.maxMessageSize)
     resolveCodec(options.codec)
     const { region } = openFanIn(name, 'consumer', options)
     try {
@@ -86,6 +104,8 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   get capacity (): number { return this.#ring.capacity }
   /** Claims skipped so far because their producer died between claim and commit. */
   get skipped (): number { return this.#reader.skipped }
+  /** Fragmented messages dropped so far because their producer died (or closed) before their last fragment. */
+  get dropped (): number { return this.#reader.dropped }
 
   /** The next message if one is committed at the head, else undefined. Never waits. */
   tryReceive (): T | undefined {
@@ -97,12 +117,14 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   /**
    * Zero-allocation batch read: calls `onMessage(bytes, start, end)` for each
    * message committed now (at most `max`), in claim order, the message
-   * being bytes[start, end). `bytes` is the ring itself, valid only during
-   * the call: copy what you keep. The room read is handed back to the
+   * being bytes[start, end). `bytes` is the ring itself (for a message that
+   * came in fragments, a private buffer holding it reassembled), valid only
+   * during the call: copy what you keep. The room read is handed back to the
    * producers once, at the end. Returns the number of messages; 0 when none
    * is committed at the head (then receive() or receiveSync() waits for the
    * next). The codec is not involved. If onMessage throws, the messages up
-   * to and including that one count as read and the error propagates.
+   * to and including that one count as read and the error propagates; so
+   * does ERR_MESSAGE_TOO_LARGE for a message over maxMessageSize.
    */
   readEach (onMessage: (bytes: Buffer, start: number, end: number) => void, max = Infinity): number {
     this.#assertOpen()
@@ -120,6 +142,14 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
           start = reader.peek()
           if (start === -1) break
         }
+        if (reader.type !== L.TYPE_DATA) {
+          const message = this.#fragment(start)
+          if (message === null) continue
+          n++
+          onMessage(message, 0, message.length)
+          continue
+        }
+        this.#whole(start)
         n++
         try {
           onMessage(bytes, start, reader.end)
@@ -201,28 +231,72 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
 
   [Symbol.dispose] (): void { this.close() }
 
-  /** Decodes and releases the head message; NONE if none is committed. */
+  /** Decodes and releases the head message (reassembled first if it comes in fragments); NONE if none is whole yet. */
   #take (): T | typeof NONE {
     const reader = this.#reader
-    let start = reader.peek()
-    if (start === -1) {
-      // Nothing to read: give producers the room read so far before anything waits.
-      if (reader.flush()) this.#wakeProducers()
-      if (!this.#mayUnblock()) return NONE
-      start = reader.peek()
-      if (start === -1) return NONE
+    for (;;) {
+      let start = reader.peek()
+      if (start === -1) {
+        // Nothing to read: give producers the room read so far before anything waits.
+        if (reader.flush()) this.#wakeProducers()
+        if (!this.#mayUnblock()) return NONE
+        start = reader.peek()
+        if (start === -1) return NONE
+      }
+      if (reader.type !== L.TYPE_DATA) {
+        const message = this.#fragment(start)
+        if (message !== null) return this.#decode(message, 0, message.length)
+        continue
+      }
+      this.#whole(start)
+      try {
+        return this.#decode(this.#ring.bytes, start, reader.end)
+      } finally {
+        if (reader.release()) this.#wakeProducers()
+      }
     }
-    const end = reader.end
-    const bytes = this.#ring.bytes
-    let value: T
+  }
+
+  /** Decodes bytes[start, end); ERR_DECODE if the codec throws. */
+  #decode (bytes: Buffer, start: number, end: number): T {
     try {
-      value = this.#codec.decodeRange !== undefined ? this.#codec.decodeRange(bytes, start, end) : this.#codec.decode(bytes.subarray(start, end))
+      return this.#codec.decodeRange !== undefined ? this.#codec.decodeRange(bytes, start, end) : this.#codec.decode(bytes.subarray(start, end))
     } catch (err) {
-      if (reader.release()) this.#wakeProducers()
       throw new ShmChannelError('ERR_DECODE', `codec ${this.#codec.name} could not decode a message: ${(err as Error).message}`, { cause: err })
     }
-    if (reader.release()) this.#wakeProducers()
-    return value
+  }
+
+  /**
+   * Before a whole message (DATA record) at `start` is used: a message its
+   * producer index left unfinished is dropped; one over maxMessageSize is
+   * released and refused (ERR_MESSAGE_TOO_LARGE).
+   */
+  #whole (start: number): void {
+    const reader = this.#reader
+    this.#reassembly.whole(reader.producer)
+    const length = reader.end - start
+    if (length > this.#maxMessageSize) {
+      if (reader.release()) this.#wakeProducers()
+      throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `message of ${length} bytes exceeds maxMessageSize ${this.#maxMessageSize}`)
+    }
+  }
+
+  /**
+   * Copies the fragment at `start` into its producer's message and releases
+   * its record at once (a message larger than the ring could not finish
+   * otherwise). Returns the message once its last fragment is in.
+   */
+  #fragment (start: number): Buffer | null {
+    const reader = this.#reader
+    let message: Buffer | null
+    try {
+      message = this.#reassembly.fragment(reader.producer, reader.type, this.#ring.bytes, start, reader.end)
+      // Counted before the release, whose flush stores the count.
+      if (message !== null) reader.countMessage()
+    } finally {
+      if (reader.release(false)) this.#wakeProducers()
+    }
+    return message
   }
 
   /**
@@ -248,6 +322,7 @@ export class FanInConsumer<T = unknown> implements AsyncIterable<T> {
   #unblock (): void {
     if (this.#reader.flush()) this.#wakeProducers()
     if (this.#reader.resolveStuck() === 'skipped') this.#wakeProducers()
+    this.#reassembly.sweep(this.#ring.h, this.#reader.head)
     this.#reader.sweep()
     this.#spec.waitWord = this.#reader.waitWord
   }

@@ -37,6 +37,8 @@ export interface FanInSnapshot {
   messagesReceived: number
   claimsSkipped: number
   bytesSkipped: number
+  /** Fragmented messages dropped because their producer died or closed before their last fragment. */
+  partialsDropped: number
   consumer: { pid: number, status: HolderStatus }
   /** Producers whose entry is not free. */
   producers: FanInProducerSnapshot[]
@@ -75,6 +77,7 @@ export function inspectFanIn (name: string, buffer: SharedArrayBuffer): FanInSna
     messagesReceived: loadU64(h, word(L.MESSAGES_RECEIVED_OFFSET)),
     claimsSkipped: h[word(L.CLAIMS_SKIPPED_OFFSET)] >>> 0,
     bytesSkipped: loadU64(h, word(L.BYTES_SKIPPED_OFFSET)),
+    partialsDropped: h[word(L.PARTIALS_DROPPED_OFFSET)] >>> 0,
     consumer: { pid: consumer.pid, status: holderStatus(consumer) },
     producers
   }
@@ -88,6 +91,7 @@ export function describeFanIn (f: FanInSnapshot): string {
     `used       ${f.used} bytes (tail ${f.tail}, head ${f.head})`,
     `received   ${f.messagesReceived} messages`,
     `skipped    ${f.claimsSkipped} claims of dead producers, ${f.bytesSkipped} bytes`,
+    `dropped    ${f.partialsDropped} partial messages (producer gone before the last fragment)`,
     `consumer   pid ${f.consumer.pid} (${f.consumer.status})`
   ]
   for (const p of f.producers) {

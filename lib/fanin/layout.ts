@@ -22,6 +22,7 @@
  *   |                messages received (u64, lo then hi)            | 264
  *   |           claims skipped (their producer died before commit)  | 272
  *   |                  bytes skipped (u64, lo then hi)              | 280
+ *   |   partial messages dropped (their producer left mid-message)  | 288  (2.0)
  *   +---------------------------------------------------------------+
  *   |                         consumer parked                       | 384  flag, set by the consumer
  *   +---------------------------------------------------------------+
@@ -47,7 +48,13 @@ import * as words from '../segment/words'
 const { LINE } = words
 
 export const MAGIC = 0x464d4853 // "SHMF" read as a little-endian u32
-export const VERSION_MAJOR = 1
+/**
+ * 2.0: messages larger than one record travel as fragments (record types
+ * FIRST, MIDDLE, LAST). A 1.0 consumer would refuse them as unknown records
+ * mid-stream, so the major version changed: ends of 1.0 and 2.0 refuse each
+ * other's segment when they open it (ERR_INVALID_SEGMENT naming both versions).
+ */
+export const VERSION_MAJOR = 2
 export const VERSION_MINOR = 0
 
 export const CAPACITY_OFFSET = identity.HEADER_SIZE_OFFSET + 4
@@ -59,6 +66,7 @@ export const HEAD_OFFSET = 2 * LINE
 export const MESSAGES_RECEIVED_OFFSET = HEAD_OFFSET + 8
 export const CLAIMS_SKIPPED_OFFSET = MESSAGES_RECEIVED_OFFSET + 8
 export const BYTES_SKIPPED_OFFSET = CLAIMS_SKIPPED_OFFSET + 8
+export const PARTIALS_DROPPED_OFFSET = BYTES_SKIPPED_OFFSET + 8
 
 export const CONSUMER_PARKED_OFFSET = 3 * LINE
 export const PRODUCERS_PARKED_OFFSET = 4 * LINE
@@ -91,8 +99,18 @@ export function segmentSize (capacity: number, maxProducers: number): number {
 // Records.
 //
 //   |  COMMITTED (0x80000000) | payload length             | 0  stored last, atomically: 0 until committed
-//   |  type: DATA 1, PADDING 2 | producer index << 8       | 4
+//   |  type (low byte)         | producer index << 8       | 4
 //   |  payload, then unused bytes up to a multiple of 8      | 8
+//
+// Types: DATA 1 (a whole message), PADDING 2, and the fragments of a
+// message larger than maxPayload: FIRST 3 (its payload starts with the
+// message's total length, u64, then the message's first bytes), any number
+// of MIDDLE 4, then LAST 5. One producer's fragments are consecutive among
+// its own records (it writes nothing else until its LAST), each claimed and
+// committed as a record of its own, so other producers' records interleave
+// with them; the consumer reassembles per producer index. A FIRST or DATA
+// record from a producer index whose message is unfinished means that
+// message's writer left (died or closed) mid-message: the part is dropped.
 //
 // A record never wraps: a claim that would is a PADDING record to the end
 // of the ring and the record at index 0, claimed together. The padding is
@@ -105,6 +123,11 @@ export const COMMITTED = 0x80000000
 export const LENGTH_MASK = 0x7fffffff
 export const TYPE_DATA = 1
 export const TYPE_PADDING = 2
+export const TYPE_FIRST = 3
+export const TYPE_MIDDLE = 4
+export const TYPE_LAST = 5
+/** Bytes of the total length at the start of a FIRST fragment's payload. */
+export const FRAGMENT_TOTAL_SIZE = 8
 export const TYPE_MASK = 0xff
 export const PRODUCER_SHIFT = 8
 

@@ -3,6 +3,9 @@
  * threads) writing into one ring that one consumer reads. `send` waits for
  * room, `trySend` never waits, `sendSync` blocks the thread; claim/commit
  * write in place. Each producer's messages arrive in the order it sent them.
+ * A message larger than one record (a quarter of the ring, less 8 bytes)
+ * goes as fragments, each claimed and committed as a record of its own as
+ * room frees: send and sendSync take any size, trySend and claim one record.
  */
 import { resolveCodec, type Codec } from '../codecs'
 import { ShmChannelError, invalidReturn } from '../errors'
@@ -12,7 +15,7 @@ import { checkName, type Region } from '../platform/region'
 import { closeEnd, endDead, readEnd, END_CLOSED, END_STATE } from '../segment/ends'
 import { linkSignals } from '../segment/signals'
 import { checkWaitSettings, waitAsync, waitSync, type WaitSettingsOptions, type WaitSpec } from '../segment/wait'
-import { word } from '../segment/words'
+import { word, writeU64 } from '../segment/words'
 import * as L from './layout'
 import { FanInRing, FanInWriter } from './ring'
 import { checkFanIn, openFanIn, unlinkIfLast, type FanInSegmentOptions } from './segment'
@@ -36,6 +39,12 @@ const HEAD = word(L.HEAD_OFFSET)
 
 /** Producers dropped without close(): their entry is closed then. */
 const forgotten = new FinalizationRegistry<() => void>((close) => { close() })
+
+/** How far a message has gone: bytes of a fragmented payload written so far (0 until its first fragment). */
+interface Progress { offset: number }
+
+/** The progress of every message of one record, which #write never changes: no object made per send. */
+const WHOLE: Progress = Object.freeze({ offset: 0 })
 
 export class FanInProducer<T = unknown> {
   readonly #region: Region
@@ -98,37 +107,53 @@ export class FanInProducer<T = unknown> {
   /** This producer's index in the fan-in's producer table (what the inspector shows). */
   get index (): number { return this.#writer.index }
 
-  /** Writes `value` now if there is room; false if not (nothing written). */
+  /**
+   * Writes `value` now if there is room; false if not (nothing written).
+   * One record at most: a message larger than a quarter of the ring less 8
+   * bytes throws ERR_MESSAGE_TOO_LARGE (use send() or sendSync()), since
+   * other producers may take the room between its fragments.
+   */
   trySend (value: T): boolean {
     this.#checkWritable()
     this.#checkNoClaim()
     if (this.#turns.waiting > 0) return false
-    return this.#tryWrite(this.#encode(value))
+    const payload = this.#encode(value)
+    if (payload.length > this.#ring.maxPayload) {
+      throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a message of ${payload.length} bytes goes in fragments (over ${this.#ring.maxPayload}: a quarter of this fan-in's capacity, less 8), which trySend does not write: use send() or sendSync()`)
+    }
+    return this.#tryWrite(payload)
   }
 
-  /** Writes `value`, waiting for room. Messages of one producer arrive in the order of their send calls. */
+  /**
+   * Writes `value`, waiting for room. Messages of one producer arrive in the
+   * order of their send calls. `timeout` and `signal` apply until the
+   * message starts going out: a fragmented message that has started is
+   * finished (only close() or the consumer's end stops it).
+   */
   async send (value: T, options: FanInSendOptions = {}): Promise<void> {
     this.#checkWritable()
     this.#checkNoClaim()
     const payload = this.#encode(value)
-    if (this.#turns.waiting === 0 && this.#tryWrite(payload)) return
+    const progress = payload.length > this.#ring.maxPayload ? { offset: 0 } : WHOLE
+    if (this.#turns.waiting === 0 && this.#write(payload, progress)) return
     const timeout = checkTimeout('timeout', options.timeout)
-    await this.#turns.take(async () => { await this.#waitAndWrite(payload, timeout, options.signal) })
+    await this.#turns.take(async () => { await this.#waitAndWrite(payload, progress, timeout, options.signal) })
   }
 
-  /** Writes `value`, blocking the thread until there is room. */
+  /** Writes `value`, blocking the thread until there is room (`timeout` as in send()). */
   sendSync (value: T, options: { timeout?: number } = {}): void {
     this.#checkWritable()
     this.#checkNoClaim()
     const payload = this.#encode(value)
-    if (this.#turns.waiting === 0 && this.#tryWrite(payload)) return
     if (this.#turns.waiting > 0) throw new ShmChannelError('ERR_BUSY', 'sendSync while asynchronous sends wait for room')
+    const progress = payload.length > this.#ring.maxPayload ? { offset: 0 } : WHOLE
+    if (this.#write(payload, progress)) return
     const timeout = checkTimeout('timeout', options.timeout)
+    const deadline = performance.now() + timeout
     for (;;) {
-      this.#needed = payload.length
-      waitSync(this.#spec, timeout)
+      waitSync(this.#spec, progress.offset > 0 ? Infinity : Math.max(0, deadline - performance.now()))
       this.#checkWritable()
-      if (this.#tryWrite(payload)) return
+      if (this.#write(payload, progress)) return
     }
   }
 
@@ -139,13 +164,18 @@ export class FanInProducer<T = unknown> {
    * commit() or discard(). The codec is not involved: the consumer gets the
    * bytes. The consumer reads in claim order, so it waits at an open claim,
    * whatever other producers commit after it: commit soon. If this process
-   * dies before it commits, the consumer skips the claim and counts it. At
-   * most a quarter of the ring less 8 bytes.
+   * dies before it commits, the consumer skips the claim and counts it. One
+   * record: at most a quarter of the ring less 8 bytes; a larger `length`
+   * throws ERR_MESSAGE_TOO_LARGE (send() and sendSync() take larger
+   * messages, in fragments).
    */
   claim (length: number): Buffer | null {
     this.#checkWritable()
     this.#checkNoClaim()
-    checkInteger('length', length, 0, this.#ring.maxPayload)
+    checkInteger('length', length, 0, Number.MAX_SAFE_INTEGER)
+    if (length > this.#ring.maxPayload) {
+      throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `claim() writes one record, at most ${this.#ring.maxPayload} bytes (a quarter of this fan-in's capacity, less 8), not ${length}: send larger messages with send() or sendSync()`)
+    }
     if (this.#turns.waiting > 0) return null
     const writer = this.#writer
     const start = writer.claim(length)
@@ -189,15 +219,16 @@ export class FanInProducer<T = unknown> {
 
   [Symbol.dispose] (): void { this.close() }
 
-  async #waitAndWrite (payload: Uint8Array, timeout: number, user: AbortSignal | undefined): Promise<void> {
+  async #waitAndWrite (payload: Uint8Array, progress: Progress, timeout: number, user: AbortSignal | undefined): Promise<void> {
     const deadline = performance.now() + timeout
     const { signal, unlink } = user === undefined ? { signal: this.#closer.signal, unlink: () => {} } : linkSignals(this.#closer.signal, user)
     try {
       for (;;) {
         this.#checkWritable()
-        if (this.#tryWrite(payload)) return
-        this.#needed = payload.length
-        await waitAsync(this.#spec, Math.max(0, deadline - performance.now()), signal)
+        if (this.#write(payload, progress)) return
+        // A message under way is finished: its fragments are in the ring already.
+        if (progress.offset > 0) await waitAsync(this.#spec, Infinity, this.#closer.signal)
+        else await waitAsync(this.#spec, Math.max(0, deadline - performance.now()), signal)
       }
     } catch (err) {
       if (this.#closer.signal.aborted) throw this.#closer.signal.reason
@@ -214,10 +245,52 @@ export class FanInProducer<T = unknown> {
     // Copied into the ring as it is: no Buffer view made per message.
     else if (encoded instanceof Uint8Array) payload = encoded
     else throw invalidReturn(`codec ${this.#codec.name}'s encode`, 'a string or a Uint8Array', encoded)
-    if (!this.#writer.fits(payload.length)) {
-      throw new ShmChannelError('ERR_MESSAGE_TOO_LARGE', `a message of ${payload.length} bytes is larger than this fan-in takes (${this.#ring.maxPayload}: a quarter of its capacity, less 8)`)
-    }
     return payload
+  }
+
+  /**
+   * Writes what there is room for now: a message of one record whole, or
+   * the next fragments of a larger one from `progress`. True once all of it
+   * is written; otherwise sets what the wait for room looks for.
+   */
+  #write (payload: Uint8Array, progress: Progress): boolean {
+    if (payload.length <= this.#ring.maxPayload) {
+      if (this.#tryWrite(payload)) return true
+      this.#needed = payload.length
+      return false
+    }
+    progress.offset = this.#writeFragments(payload, progress.offset)
+    if (progress.offset === payload.length) return true
+    this.#needed = Math.min(this.#ring.maxPayload, payload.length - progress.offset + (progress.offset === 0 ? L.FRAGMENT_TOTAL_SIZE : 0))
+    return false
+  }
+
+  /**
+   * Writes fragments of `payload` (larger than one record) from `offset` as
+   * long as there is room, each claimed and committed on its own (others'
+   * records may come between them). The first starts with the total length
+   * (u64). Returns the new offset: payload.length once the last is committed.
+   */
+  #writeFragments (payload: Uint8Array, offset: number): number {
+    const writer = this.#writer
+    const bytes = this.#ring.bytes
+    const max = this.#ring.maxPayload
+    const total = payload.length
+    while (offset < total) {
+      const prefix = offset === 0 ? L.FRAGMENT_TOTAL_SIZE : 0
+      const chunk = Math.min(max - prefix, total - offset)
+      const length = prefix + chunk
+      const start = writer.claim(length)
+      if (start === -1) break
+      const at = writer.payloadOffset(start, length)
+      if (prefix !== 0) writeU64(bytes, at, total)
+      bytes.set(payload.subarray(offset, offset + chunk), at + prefix)
+      offset += chunk
+      // The message is larger than one record: its first fragment is never its last.
+      writer.commitFragment(start, length, prefix !== 0 ? L.TYPE_FIRST : offset === total ? L.TYPE_LAST : L.TYPE_MIDDLE)
+      this.#wakeConsumer(start)
+    }
+    return offset
   }
 
   #tryWrite (payload: Uint8Array): boolean {

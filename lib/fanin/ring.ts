@@ -82,11 +82,6 @@ export class FanInWriter {
     this.#sent = word(entry + L.MESSAGES_SENT)
   }
 
-  /** Bytes a message of `length` would claim at most (padding included). */
-  fits (length: number): boolean {
-    return length <= this.#ring.maxPayload
-  }
-
   /**
    * Claims room for a payload of `length` bytes: returns the claim start,
    * or -1 if the ring has no room now. Retries a lost race at once.
@@ -126,6 +121,16 @@ export class FanInWriter {
   commit (start: number, claimed: number, length: number): void {
     this.#finish(start, claimed, length, L.TYPE_DATA)
     storeU64(this.#ring.h, this.#sent, ++this.#messages)
+  }
+
+  /**
+   * Commits the claim at `start`, made for exactly `length` bytes, as a
+   * fragment of a larger message: `type` FIRST, MIDDLE or LAST. The message
+   * counts as sent with its LAST.
+   */
+  commitFragment (start: number, length: number, type: number): void {
+    this.#finish(start, length, length, type)
+    if (type === L.TYPE_LAST) storeU64(this.#ring.h, this.#sent, ++this.#messages)
   }
 
   /** Gives up the claim at `start` made for `claimed` bytes: the consumer passes over it as padding. */
@@ -173,10 +178,15 @@ export class FanInReader {
   #tail: number
   /** End (byte offset in the segment) of the payload peek() found. */
   end = 0
+  /** Type of the record peek() found: DATA or a fragment (FIRST, MIDDLE, LAST). */
+  type = 0
+  /** Table index of the producer that wrote the record peek() found. */
+  producer = 0
   readonly #batch: number
   #received: number
   #skipped: number
   #skippedBytes: number
+  #dropped: number
 
   constructor (ring: FanInRing) {
     this.#ring = ring
@@ -187,6 +197,7 @@ export class FanInReader {
     this.#received = loadU64(ring.h, word(L.MESSAGES_RECEIVED_OFFSET))
     this.#skipped = Atomics.load(ring.h, word(L.CLAIMS_SKIPPED_OFFSET)) >>> 0
     this.#skippedBytes = loadU64(ring.h, word(L.BYTES_SKIPPED_OFFSET))
+    this.#dropped = Atomics.load(ring.h, word(L.PARTIALS_DROPPED_OFFSET)) >>> 0
   }
 
   /** Word index the consumer sleeps on while the head record is not committed. */
@@ -200,9 +211,11 @@ export class FanInReader {
   }
 
   /**
-   * The next committed data record: the byte offset in the segment where
-   * its payload starts (it ends at `end`), or -1 when the head record is not
-   * committed. Padding is passed over. Call release() once the payload is used.
+   * The next committed record of a message (DATA, or a fragment): the byte
+   * offset in the segment where its payload starts (it ends at `end`; its
+   * type and producer index are in `type` and `producer`), or -1 when the
+   * head record is not committed. Padding is passed over. Call release()
+   * once the payload is used.
    */
   peek (): number {
     const ring = this.#ring
@@ -213,11 +226,13 @@ export class FanInReader {
       if (first === 0) return -1
       const length = first & L.LENGTH_MASK
       const size = L.alignRecord(length)
-      const type = h[((ring.base + index) >>> 2) + 1] & L.TYPE_MASK
+      const typeWord = h[((ring.base + index) >>> 2) + 1]
+      const type = typeWord & L.TYPE_MASK
+      const producer = typeWord >>> L.PRODUCER_SHIFT
       if (size > ((this.#tail - this.head) >>> 0)) this.#tail = Atomics.load(h, TAIL) >>> 0
       if ((first & L.COMMITTED) === 0 || length > ring.capacity || index + size > ring.capacity || size > ((this.#tail - this.head) >>> 0) ||
-          (type !== L.TYPE_DATA && type !== L.TYPE_PADDING) || (type === L.TYPE_DATA && length > ring.maxPayload)) {
-        throw invalidSegment(FANIN, `record at position ${this.head} (word 0x${(first >>> 0).toString(16)}, type ${type}) is not a committed record that fits the ring`)
+          type < L.TYPE_DATA || type > L.TYPE_LAST || (type !== L.TYPE_PADDING && (length > ring.maxPayload || producer >= ring.maxProducers))) {
+        throw invalidSegment(FANIN, `record at position ${this.head} (word 0x${(first >>> 0).toString(16)}, type ${type}, producer ${producer}) is not a committed record that fits the ring`)
       }
       if (type === L.TYPE_PADDING) {
         this.head = (this.head + size) >>> 0
@@ -225,6 +240,8 @@ export class FanInReader {
       }
       const start = ring.base + index + L.RECORD_HEADER_SIZE
       this.end = start + length
+      this.type = type
+      this.producer = producer
       return start
     }
   }
@@ -235,12 +252,14 @@ export class FanInReader {
    * `capacity / 16` bytes, and by flush(), which the consumer calls before
    * it waits: one fill and one atomic store per batch, not per message.
    * Returns true when the shared head moved (wake waiting producers).
+   * `message`: the record was a whole message (counted as received); a
+   * fragment is not, its message is counted by countMessage().
    */
-  release (): boolean {
+  release (message = true): boolean {
     const ring = this.#ring
     const index = this.head & ring.mask
     const length = ring.h[(ring.base + index) >>> 2] & L.LENGTH_MASK
-    this.#received++
+    if (message) this.#received++
     this.head = (this.head + L.alignRecord(length)) >>> 0
     return ((this.head - this.#published) >>> 0) >= this.#batch && this.flush()
   }
@@ -263,9 +282,20 @@ export class FanInReader {
     return true
   }
 
-  /** Messages received, claims skipped and bytes skipped so far. */
+  /** Counts a message reassembled from fragments as received (stored with the next flush). */
+  countMessage (): void {
+    this.#received++
+  }
+
+  /** Counts a partial message dropped because its producer left mid-message, in the header too. */
+  countDropped (): void {
+    Atomics.store(this.#ring.h, word(L.PARTIALS_DROPPED_OFFSET), ++this.#dropped)
+  }
+
+  /** Messages received, claims skipped, and partial messages dropped so far. */
   get received (): number { return this.#received }
   get skipped (): number { return this.#skipped }
+  get dropped (): number { return this.#dropped }
 
   /**
    * Step 3 of the module comment, for a head record that reads 0: waits

@@ -326,7 +326,7 @@ function writeTopicsAndFanIns (others: Other[], io: CliIO): void {
       io.stdout.write(`topic ${o.name} (${o.policy}): ${o.messagesPublished} published, publisher ${o.publisher.pid} ${o.publisher.status}; subscribers: ${subs === '' ? 'none' : subs}\n`)
     } else {
       const producers = o.producers.map((p) => `${p.pid}:${p.status}${p.claim === null ? '' : `:in flight ${p.claim.length} B`}`).join(', ')
-      io.stdout.write(`fan-in ${o.name}: ${bytes(o.used)} used, ${o.messagesReceived} received, ${o.claimsSkipped} claims skipped, consumer ${o.consumer.pid} ${o.consumer.status}; producers: ${producers === '' ? 'none' : producers}\n`)
+      io.stdout.write(`fan-in ${o.name}: ${bytes(o.used)} used, ${o.messagesReceived} received, ${o.claimsSkipped} claims skipped, ${o.partialsDropped} partial messages dropped, consumer ${o.consumer.pid} ${o.consumer.status}; producers: ${producers === '' ? 'none' : producers}\n`)
     }
   }
 }

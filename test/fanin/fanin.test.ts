@@ -138,7 +138,7 @@ t.test('claim/commit in one process: in place, shorter commits, discards and wra
   const consumer = closeAtEnd(t, FanInConsumer.open<Uint8Array>(name, { codec: 'bytes', capacity }))
   const producers = [closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' })), closeAtEnd(t, FanInProducer.open<Uint8Array>(name, { codec: 'bytes' }))]
   const max = capacity / 4 - 8
-  t.throws(() => producers[0].claim(max + 1), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => producers[0].claim(max + 1), { code: 'ERR_MESSAGE_TOO_LARGE' }, 'one record at most')
   t.throws(() => { producers[0].commit() }, { code: 'ERR_BUSY' }, 'commit without a claim')
   const first = producers[0].claim(10)
   t.ok(first !== null)
@@ -275,7 +275,7 @@ t.test('hostile and corrupt segments are refused with ERR_INVALID_SEGMENT, no cr
   const capacity = 4096
   const region = closeAtEnd(t, Region.create(name, L.segmentSize(capacity, 16)))
   const h = new Int32Array(region.buffer)
-  h[1] = 1 << 16
+  h[1] = (L.VERSION_MAJOR << 16) | L.VERSION_MINOR
   h[2] = L.HEADER_SIZE
   h[word(L.CAPACITY_OFFSET)] = 5000
   h[word(L.MAX_PRODUCERS_OFFSET)] = 16
@@ -298,10 +298,15 @@ t.test('hostile and corrupt segments are refused with ERR_INVALID_SEGMENT, no cr
   h[(L.ringOffset(16) >>> 2) + 1] = 7
   h[L.ringOffset(16) >>> 2] = (L.COMMITTED | 8) | 0
   t.throws(() => consumer.tryReceive(), { code: 'ERR_INVALID_SEGMENT' }, 'an unknown record type')
+  h[(L.ringOffset(16) >>> 2) + 1] = L.TYPE_DATA | (16 << L.PRODUCER_SHIFT)
+  t.throws(() => consumer.tryReceive(), { code: 'ERR_INVALID_SEGMENT' }, 'a producer index past the table')
   // Padding whose length aligns to about -2^31 in 32-bit arithmetic would bring the head back to this record, forever.
   h[(L.ringOffset(16) >>> 2) + 1] = L.TYPE_PADDING
   h[L.ringOffset(16) >>> 2] = (L.COMMITTED | 0x7ffffff8) | 0
   t.throws(() => consumer.tryReceive(), { code: 'ERR_INVALID_SEGMENT' }, 'padding longer than the ring')
+  h[(L.ringOffset(16) >>> 2) + 1] = L.TYPE_MIDDLE
+  h[L.ringOffset(16) >>> 2] = (L.COMMITTED | 8) | 0
+  t.throws(() => consumer.tryReceive(), { code: 'ERR_INVALID_SEGMENT' }, 'a fragment that continues no message')
 })
 
 leavesNothingInDevShm(t)

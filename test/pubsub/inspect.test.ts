@@ -49,8 +49,10 @@ t.test('ls and stat show a fan-in\'s producers with their claims in flight', asy
   const ls = await run(['ls', '--prefix', SHM_PREFIX])
   t.match(ls.out, `fan-in ${name}:`)
   t.match(ls.out, `${process.pid}:alive:in flight 48 B`)
+  t.match(ls.out, '0 claims skipped, 0 partial messages dropped')
   const stat = await run(['stat', name])
   t.match(stat.out, `producer ${index}: pid ${process.pid} (alive), 0 sent, claim in flight: 48 bytes at 16`)
+  t.match(stat.out, /^dropped +0 partial messages/m)
   t.equal(consumer.tryReceive(), 'hello')
 })
 
