@@ -24,12 +24,22 @@ t.test('three processes writing disjoint and shared keys at once all end with th
   for (const { peer } of writers) t.same(await peer.call('open', file, { compactMinSize: 64 * 1024 }), { opened: true })
   const n = 3000
   const keyCount = 40
-  await Promise.all(writers.map(async ({ name, peer }) => {
+  const writing = Promise.all(writers.map(async ({ name, peer }) => {
     await Promise.all([
       peer.call('setMany', `own-${name}-`, n, name, keyCount),
       peer.call('setMany', 'shared-', n, name, keyCount)
     ])
   }))
+  // Seconds here; if it ever hangs, say where every writer is and what the lock slot holds.
+  await within(120_000, writing, 'the writers').catch((err: Error) => {
+    const header = new Int32Array(fs.readFileSync(file).buffer, 0, 96)
+    const where = writers.map(({ name, peer }) => {
+      let state = 'gone'
+      try { state = fs.readFileSync(`/proc/${peer.pid}/stat`, 'latin1').split(') ')[1].slice(0, 1) + ' in ' + fs.readFileSync(`/proc/${peer.pid}/wchan`, 'latin1') } catch {}
+      return `${name} (pid ${peer.pid}): ${state}`
+    })
+    throw new Error(`${err.message}; ${where.join(', ')}; lock slot and commit line: ${[...header.slice(32, 40)].join(' ')} | ${[...header.slice(64, 68)].join(' ')}`)
+  })
   const here = closeAtEnd(t, Store.open<Tagged>(file))
   const expected = [...here.entries()].sort(([a], [b]) => String(a) < String(b) ? -1 : 1)
   t.equal(expected.length, 4 * keyCount)
