@@ -258,6 +258,14 @@ export class Store<T = unknown> {
   #region: Region | undefined
   /** The mapping of a file this process just compacted away, until its lock is released. */
   #retired: Region | undefined
+  /**
+   * While #locked holds a file's writer lock: that file's header, in the
+   * mapping that is current for it. A remap (growth) or a move to another
+   * file must not leave the release to go through a view the process has
+   * since unmapped: it would miss the lock, which its holder would then
+   * keep for ever.
+   */
+  #held: Int32Array | undefined
   #buf: Buffer = EMPTY
   #h: Int32Array = UNMAPPED
   /** The whole mapping as 32-bit words, for record headers. */
@@ -696,25 +704,26 @@ export class Store<T = unknown> {
     this.#checkOpen()
     for (;;) {
       const h = this.#h
-      const fd = this.#fd
       const how = acquire(h)
+      this.#held = h
       let replaced = Atomics.load(h, RETIRED) !== 0
       if (!replaced && how === 'recovered') replaced = this.#finishDeadCompaction(h)
       if (replaced) {
         release(h)
+        this.#held = undefined
         this.#reattach()
         continue
       }
       try {
         this.#catchUp()
         // Another file now (its header was wiped and rebuilt meanwhile): take that one's lock.
-        if (fd !== this.#fd) continue
+        if (this.#held !== this.#h) continue
         const outcome = work()
         if (outcome === 'moved') continue
         if (outcome === 'wrote') this.#maybeCompact()
       } finally {
-        // The mapping may have changed (the file grew): release through the current one, if it is the same file.
-        release(fd === this.#fd ? this.#h : h)
+        release(this.#held as Int32Array)
+        this.#held = undefined
         if (this.#retired !== undefined) {
           this.#unmap(this.#retired)
           this.#retired = undefined
@@ -1015,12 +1024,14 @@ export class Store<T = unknown> {
   /** Maps the whole file again (it grew), through our fd: the same file even if the path was renamed over. */
   #remap (): void {
     const region = Region.openFile(fdPath(this.#fd), { followSymlinks: true })
+    const held = this.#held !== undefined && this.#held === this.#h
     this.#unmap()
     this.#region = region
     this.#prefaulted = 0
     this.#buf = Buffer.from(region.buffer)
     this.#words = new Int32Array(region.buffer, 0, region.buffer.byteLength >>> 2)
     this.#h = new Int32Array(region.buffer, 0, HEADER_SIZE / 4)
+    if (held) this.#held = this.#h
     this.#waitAbort?.abort()
   }
 
@@ -1040,7 +1051,11 @@ export class Store<T = unknown> {
       for (const [k, e] of this.#bytes) before.set('b' + k, e)
     }
     const watching = this.#watches
-    this.#unmap()
+    // Under the lock of the file left (#locked): its mapping stays until the release.
+    if (this.#held !== undefined && this.#held === this.#h) this.#retired = this.#region
+    else this.#unmap()
+    this.#region = undefined
+    this.#h = UNMAPPED
     fs.closeSync(this.#fd)
     dropped.unregister(this)
     this.#fd = -1
