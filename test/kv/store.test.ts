@@ -320,4 +320,15 @@ t.test('durable writes and sync() flush to the disk and read back the same', (t)
   t.end()
 })
 
+t.test('two stores on one file take turns through remaps and compactions: the writer lock is always released where the other looks (it was once left held on the file left behind)', async (t) => {
+  const file = path.join(tempDir(t), 'turns.kv')
+  // Small and compacting early: values that grow each time make the writes remap and compact.
+  const options = { initialSize: 4096, compactMinSize: 0, compactRatio: 0.1 }
+  const a = closeAtEnd(t, Store.open<string>(file, options))
+  const b = closeAtEnd(t, Store.open<string>(file, options))
+  for (let i = 0; i < 40; i++) (i % 2 === 0 ? a : b).set(`k${i % 3}`, 'x'.repeat(200 * (i + 1)))
+  for (const key of ['k0', 'k1', 'k2']) t.equal(a.get(key), b.get(key), `${key}: both see the last write`)
+  t.equal(b.get('k0')?.length, 200 * 40, 'k0 holds the last write, i = 39')
+})
+
 leavesNothingInDevShm(t)
