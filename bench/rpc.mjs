@@ -21,8 +21,9 @@
 // also runs a 100 ms timer and an IPC channel to its parent (a real process,
 // not a quiet one): its threads, idle CPU, RSS and /dev/shm with 0 and 1,000
 // idle clients (in 4 processes); the round trip of one active client alone
-// and with the 1,000 connected; and requests/s of 64 active clients in 4
-// processes against the same load over a Unix socket. Writes
+// and with the 1,000 connected (and, as a diagnostic, with the server and that
+// client's process pinned to two CPUs); and requests/s of 64 active clients
+// in 4 processes against the same load over a Unix socket. Writes
 // bench/results/rpc-scale.json.
 import { fork } from 'node:child_process'
 import fs from 'node:fs'
@@ -31,6 +32,8 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { Duplex, connect, serve } from 'shm-channel'
+
+import { allowedCpus, pinProcess } from './lib/affinity.mjs'
 
 const quick = process.argv.includes('--quick')
 const SEQUENTIAL = quick ? 3_000 : 20_000
@@ -425,6 +428,20 @@ async function scale () {
   const shm = shmBytes(name)
   const busy = await ask(clients[0], { latency: name, count: LATENCY, warmup: 1_000 })
   console.error(`  ${loaded.clients} idle: ${loaded.threads} threads, ${loaded.cpuPercent.toFixed(2)} % CPU, /dev/shm ${(shm / 2 ** 20).toFixed(1)} MiB; one active p50 ${busy.p50.toFixed(1)} µs`)
+  // A diagnostic, not a target: the same, with the server and the active
+  // client's process each pinned to its own CPU (every thread), so that
+  // neither is woken onto the CPU where the other spins (docs/rpc.md, "The
+  // tail of one active client").
+  const cpus = allowedCpus()
+  let pinned
+  if (cpus !== undefined && cpus.length >= 2) {
+    pinProcess([cpus[0]], server.pid)
+    pinProcess([cpus[1]], clients[0].pid)
+    pinned = await ask(clients[0], { latency: name, count: LATENCY, warmup: 1_000 })
+    pinProcess(cpus, server.pid)
+    pinProcess(cpus, clients[0].pid)
+    console.error(`  ${loaded.clients} idle, pinned to two CPUs: one active p50 ${pinned.p50.toFixed(1)} µs, p99 ${pinned.p99.toFixed(1)} µs`)
+  }
   await Promise.all(clients.map((child) => ask(child, { close: true })))
   const throughput = {}
   // 'shm': clients waiting 'adaptive' (the default: a process's reply waiter
@@ -452,6 +469,7 @@ async function scale () {
   console.log('|---|---:|---:|---:|')
   console.log(`| alone | ${quiet.mean.toFixed(1)} | ${quiet.p50.toFixed(1)} | ${quiet.p99.toFixed(1)} |`)
   console.log(`| with ${loaded.clients} connected | ${busy.mean.toFixed(1)} | ${busy.p50.toFixed(1)} | ${busy.p99.toFixed(1)} |`)
+  if (pinned !== undefined) console.log(`| with ${loaded.clients} connected, server and client pinned to two CPUs (diagnostic) | ${pinned.mean.toFixed(1)} | ${pinned.p50.toFixed(1)} | ${pinned.p99.toFixed(1)} |`)
 
   console.log(`\n| ${ACTIVE} active clients in ${PROCESSES} processes | req/s | × Unix socket |`)
   console.log('|---|---:|---:|')
@@ -477,7 +495,7 @@ async function scale () {
     loadavgEnd: os.loadavg(),
     quick,
     idle: { zero, loaded, shmBytes: shm, connectSeconds },
-    latency: { alone: quiet, withIdle: busy, p50Ratio: busy.p50 / quiet.p50, p99OverP50: busy.p99 / busy.p50 },
+    latency: { alone: quiet, withIdle: busy, pinned, p50Ratio: busy.p50 / quiet.p50, p99OverP50: busy.p99 / busy.p50 },
     targets,
     throughput: { active: ACTIVE, processes: PROCESSES, seconds: LOAD_MS / 1000, shm: throughput.shm, shmBlock: throughput['shm-block'], unix: throughput.unix, ratio: throughput.shm / throughput.unix, blockRatio: throughput['shm-block'] / throughput.unix }
   }
