@@ -17,8 +17,8 @@
  *   |                      header size (512)                        | 8
  *   +---------------------------------------------------------------+
  *   |  writer lock: an end slot (lib/segment/ends.ts): pid, start   | 128
- *   |  time (u64), state; then its takeover word, then the number   |
- *   |  of processes waiting for the lock                            |
+ *   |  time (u64), state; then its takeover word, the number of     |
+ *   |  processes waiting for the lock, the number of claims so far  |
  *   +---------------------------------------------------------------+
  *   |          commit word: committed end / 8; 0 = retired          | 256
  *   |          retired: 1 once compaction replaced this file        | 260
@@ -54,6 +54,8 @@ export const LOCK_OFFSET = LINE
 /** After the 16-byte end slot. */
 export const LOCK_TAKEOVER_OFFSET = LOCK_OFFSET + 16
 export const LOCK_WAITERS_OFFSET = LOCK_TAKEOVER_OFFSET + 4
+/** Claims of the lock so far (lib/segment/ends.ts, readEnd): a read of the slot that saw it move is read again. */
+export const LOCK_HANDOFFS_OFFSET = LOCK_WAITERS_OFFSET + 4
 
 export const COMMIT_OFFSET = 2 * LINE
 export const RETIRED_OFFSET = COMMIT_OFFSET + 4

@@ -13,14 +13,14 @@
  */
 import { wait as futexWait, wake as futexWake } from '../platform/futex'
 import { isRunning } from '../platform/liveness'
-import { END_FREE, END_PID, END_START_TIME, END_STATE, claimEnd, endDead, readEnd, takeOverEnd } from '../segment/ends'
-import { storeU64, word } from '../segment/words'
-import { LOCK_OFFSET, LOCK_TAKEOVER_OFFSET, LOCK_WAITERS_OFFSET } from './layout'
+import { END_FREE, END_PID, claimEnd, endDead, readEnd, releaseEnd, takeOverEnd } from '../segment/ends'
+import { word } from '../segment/words'
+import { LOCK_HANDOFFS_OFFSET, LOCK_OFFSET, LOCK_TAKEOVER_OFFSET, LOCK_WAITERS_OFFSET } from './layout'
 
 const PID = word(LOCK_OFFSET + END_PID)
-const START = word(LOCK_OFFSET + END_START_TIME)
-const STATE = word(LOCK_OFFSET + END_STATE)
 const WAITERS = word(LOCK_WAITERS_OFFSET)
+/** The lock changes hands many times a second: its claims are counted, so that a read across a handoff is read again. */
+const HANDOFFS = word(LOCK_HANDOFFS_OFFSET)
 /** Spins before the first liveness check and sleep: a write holds the lock for microseconds. */
 const SPINS = 2000
 /** Longest sleep between two looks at the holder's liveness, in ms. */
@@ -32,13 +32,13 @@ export type Acquired = 'taken' | 'recovered'
 /** Takes the writer lock of the store whose header is `h`; blocks until it is free. */
 export function acquire (h: Int32Array): Acquired {
   for (let i = 0; i < SPINS; i++) {
-    if (claimEnd(h, LOCK_OFFSET)) return 'taken'
+    if (claimEnd(h, LOCK_OFFSET, HANDOFFS)) return 'taken'
   }
   // The holder's liveness is read from /proc (system calls): only once the same pid has held the lock for a whole slice.
   let holder = 0
   let since = 0
   for (;;) {
-    if (claimEnd(h, LOCK_OFFSET)) return 'taken'
+    if (claimEnd(h, LOCK_OFFSET, HANDOFFS)) return 'taken'
     const pid = Atomics.load(h, PID)
     if (pid === 0) continue
     if (pid !== holder) {
@@ -46,9 +46,9 @@ export function acquire (h: Int32Array): Acquired {
       since = performance.now()
     } else if (performance.now() - since >= SLICE_MS) {
       since = performance.now()
-      const end = readEnd(h, LOCK_OFFSET)
+      const end = readEnd(h, LOCK_OFFSET, HANDOFFS)
       if (endDead(end)) {
-        if (takeOverEnd(h, LOCK_OFFSET, LOCK_TAKEOVER_OFFSET) === 'taken') return 'recovered'
+        if (takeOverEnd(h, LOCK_OFFSET, LOCK_TAKEOVER_OFFSET, undefined, HANDOFFS) === 'taken') return 'recovered'
         continue
       }
       if (end.pid !== 0 && end.state === END_FREE && !isRunning(end.pid)) {
@@ -66,9 +66,6 @@ export function acquire (h: Int32Array): Acquired {
 
 /** Releases the lock taken by `acquire` on `h`. */
 export function release (h: Int32Array): void {
-  Atomics.store(h, STATE, END_FREE)
-  storeU64(h, START, 0)
-  // Sequentially consistent: a claimer's compare-and-swap of the pid sees the slot cleared.
-  Atomics.store(h, PID, 0)
+  releaseEnd(h, LOCK_OFFSET)
   if (Atomics.load(h, WAITERS) > 0) futexWake(h, PID, 1)
 }

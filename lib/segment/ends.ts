@@ -27,7 +27,7 @@ import { isMainThread } from 'node:worker_threads'
 import { binding } from '../binding'
 import { isAlive, isRunning, ownStartTime } from '../platform/liveness'
 import { sleepSync } from '../platform/sleep'
-import { loadU64, storeU64, word } from './words'
+import { word } from './words'
 
 export const END_PID = 0
 export const END_START_TIME = 4
@@ -56,12 +56,58 @@ export interface EndInfo {
   state: number
 }
 
-export function readEnd (h: Int32Array, endOffset: number): EndInfo {
+/**
+ * Reads an end slot. A slot that changes hands between two of its loads
+ * could pair one holder's pid with the next one's start time, which names
+ * no process: a live holder taken for dead. Slots that change hands often
+ * (a store's writer lock) keep a handoff count, `handoffs` (a word index),
+ * that every claim moves between its pid and its start time: a read is kept
+ * only if the count did not move across it. Without one (ends claimed once,
+ * taken over only from dead holders), the slot is read until two reads in a
+ * row agree. Either way a slot that keeps changing gets its last read after
+ * READ_TRIES. The state first: a reader that loads OPEN sees the pid and
+ * start time stored before it. Atomic loads throughout: plain ones may be
+ * merged by the compiler.
+ */
+export function readEnd (h: Int32Array, endOffset: number, handoffs?: number): EndInfo {
   const base = word(endOffset)
+  if (handoffs !== undefined) {
+    for (let i = 0; ; i++) {
+      const before = Atomics.load(h, handoffs)
+      const end = snapshot(h, base)
+      if (Atomics.load(h, handoffs) === before || i === READ_TRIES) return end
+    }
+  }
+  let end = snapshot(h, base)
+  for (let i = 0; i < READ_TRIES; i++) {
+    const again = snapshot(h, base)
+    if (again.pid === end.pid && again.startTime === end.startTime && again.state === end.state) break
+    end = again
+  }
+  return end
+}
+
+/** How many times readEnd reads a slot that keeps changing before it settles for the last read. */
+const READ_TRIES = 1000
+
+/**
+ * Stores a slot's start time, low half then high, each sequentially
+ * consistent: neither becomes visible before the stores that precede it
+ * (the pid, a handoff count), as plain stores may on a weakly ordered CPU.
+ */
+function storeStartTime (h: Int32Array, base: number, value: number): void {
+  const low = value >>> 0
+  Atomics.store(h, base + word(END_START_TIME), low)
+  Atomics.store(h, base + word(END_START_TIME) + 1, (value - low) / 0x100000000)
+}
+
+function snapshot (h: Int32Array, base: number): EndInfo {
+  const state = Atomics.load(h, base + word(END_STATE)) >>> 0
+  const start = base + word(END_START_TIME)
   return {
     pid: Atomics.load(h, base + word(END_PID)) >>> 0,
-    startTime: loadU64(h, base + word(END_START_TIME)),
-    state: Atomics.load(h, base + word(END_STATE)) >>> 0
+    startTime: (Atomics.load(h, start) >>> 0) + (Atomics.load(h, start + 1) >>> 0) * 0x100000000,
+    state
   }
 }
 
@@ -97,17 +143,40 @@ export function markEndOnThreadExit (holder: object, buffer: SharedArrayBuffer, 
   }
 }
 
+/** Who holds an end: a process, named by pid and start time. */
+export interface Holder {
+  pid: number
+  startTime: number
+}
+
+/** This process, the holder of every end it claims. */
+const SELF: Holder = { pid: process.pid, startTime: ownStartTime }
+
 /**
- * Takes an end for this process: succeeds only if the slot is free. Returns
- * false if another process got there first.
+ * Takes an end for this process (or `holder`: tests play other processes):
+ * succeeds only if the slot is free. Returns false if another process got
+ * there first. `handoffs`: the slot's handoff count (see readEnd), if it has one.
  */
-export function claimEnd (h: Int32Array, endOffset: number): boolean {
+export function claimEnd (h: Int32Array, endOffset: number, handoffs?: number, holder: Holder = SELF): boolean {
   const base = word(endOffset)
-  if (Atomics.compareExchange(h, base + word(END_PID), 0, process.pid) !== 0) return false
-  storeU64(h, base + word(END_START_TIME), ownStartTime)
+  if (Atomics.compareExchange(h, base + word(END_PID), 0, holder.pid) !== 0) return false
+  if (handoffs !== undefined) Atomics.add(h, handoffs, 1)
+  storeStartTime(h, base, holder.startTime)
   // Sequentially consistent: a reader that loads OPEN sees the start time above.
   Atomics.store(h, base + word(END_STATE), END_OPEN)
   return true
+}
+
+/**
+ * Gives back an end taken with claimEnd, for slots that change hands (a
+ * lock): state, start time, then the pid, which lets the next claimer in.
+ */
+export function releaseEnd (h: Int32Array, endOffset: number): void {
+  const base = word(endOffset)
+  Atomics.store(h, base + word(END_STATE), END_FREE)
+  storeStartTime(h, base, 0)
+  // Sequentially consistent: a claimer's compare-and-swap of the pid sees the slot cleared.
+  Atomics.store(h, base + word(END_PID), 0)
 }
 
 export function closeEnd (h: Int32Array, endOffset: number): void {
@@ -142,7 +211,8 @@ export type Takeover = 'taken' | 'live' | 'lost'
 
 /**
  * Takes over the end at `endOffset`, whose holder died, for this process.
- * `takeoverOffset` is the end's takeover word (`takeovers << 1 | claiming`);
+ * `takeoverOffset` is the end's takeover word (`takeovers << 1 | claiming`),
+ * `handoffs` its handoff count if it has one (see readEnd);
  * `work` runs while the claim is held, before the end reads OPEN (the kind's
  * own bookkeeping: a takeover time, a redelivery count). Returns 'taken';
  * 'live' if the end is not dead (never was, or another newcomer took it
@@ -168,13 +238,13 @@ export type Takeover = 'taken' | 'live' | 'lost'
  *      over it, as in 2. A claimant that was merely slow then fails its
  *      final compare-and-swap and reports 'lost'.
  */
-export function takeOverEnd (h: Int32Array, endOffset: number, takeoverOffset: number, work: () => void = () => {}): Takeover {
+export function takeOverEnd (h: Int32Array, endOffset: number, takeoverOffset: number, work: () => void = () => {}, handoffs?: number): Takeover {
   const t = word(takeoverOffset)
   const base = word(endOffset)
   let seen = Atomics.load(h, t)
   let seenSince = performance.now()
   for (;;) {
-    const end = readEnd(h, endOffset)
+    const end = readEnd(h, endOffset, handoffs)
     if ((seen & 1) !== 0) {
       const abandoned = performance.now() - seenSince >= CLAIM_TIMEOUT && (end.pid === 0 || !isRunning(end.pid))
       if (!abandoned) {
@@ -198,7 +268,8 @@ export function takeOverEnd (h: Int32Array, endOffset: number, takeoverOffset: n
     }
     Atomics.store(h, base + word(END_STATE), END_CLAIMING)
     Atomics.store(h, base + word(END_PID), process.pid)
-    storeU64(h, base + word(END_START_TIME), ownStartTime)
+    if (handoffs !== undefined) Atomics.add(h, handoffs, 1)
+    storeStartTime(h, base, ownStartTime)
     work()
     // Sequentially consistent: a reader that loads OPEN sees pid and start time.
     Atomics.store(h, base + word(END_STATE), END_OPEN)
