@@ -217,6 +217,10 @@ export class Listener {
       const state = Atomics.load(h, slotWord(i, SLOT_STATE))
       // Before CLAIMED the start time may not be written yet: judge by pid alone.
       const owner = this.#owner(i)
+      // A slot that changed hands between these loads pairs one client's pid
+      // with another's start time, which names no process: its owner is
+      // alive (it just claimed it), so look again at the next sweep.
+      if (owner.pid !== pid || Atomics.load(h, slotWord(i, SLOT_OWNER)) >>> 0 !== pid) continue
       if (isAlive(pid, state === SLOT_FREE ? 0 : owner.startTime)) continue
       if (state === SLOT_CLAIMED || state === SLOT_READY || state === SLOT_REFUSED) orphans.push(owner)
       Atomics.store(h, slotWord(i, SLOT_STATE), SLOT_FREE)
