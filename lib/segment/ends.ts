@@ -27,7 +27,7 @@ import { isMainThread } from 'node:worker_threads'
 import { binding } from '../binding'
 import { isAlive, isRunning, ownStartTime } from '../platform/liveness'
 import { sleepSync } from '../platform/sleep'
-import { word } from './words'
+import { loadU64Atomic, storeU64Atomic, word } from './words'
 
 export const END_PID = 0
 export const END_START_TIME = 4
@@ -90,23 +90,11 @@ export function readEnd (h: Int32Array, endOffset: number, handoffs?: number): E
 /** How many times readEnd reads a slot that keeps changing before it settles for the last read. */
 const READ_TRIES = 1000
 
-/**
- * Stores a slot's start time, low half then high, each sequentially
- * consistent: neither becomes visible before the stores that precede it
- * (the pid, a handoff count), as plain stores may on a weakly ordered CPU.
- */
-function storeStartTime (h: Int32Array, base: number, value: number): void {
-  const low = value >>> 0
-  Atomics.store(h, base + word(END_START_TIME), low)
-  Atomics.store(h, base + word(END_START_TIME) + 1, (value - low) / 0x100000000)
-}
-
 function snapshot (h: Int32Array, base: number): EndInfo {
   const state = Atomics.load(h, base + word(END_STATE)) >>> 0
-  const start = base + word(END_START_TIME)
   return {
     pid: Atomics.load(h, base + word(END_PID)) >>> 0,
-    startTime: (Atomics.load(h, start) >>> 0) + (Atomics.load(h, start + 1) >>> 0) * 0x100000000,
+    startTime: loadU64Atomic(h, base + word(END_START_TIME)),
     state
   }
 }
@@ -161,7 +149,7 @@ export function claimEnd (h: Int32Array, endOffset: number, handoffs?: number, h
   const base = word(endOffset)
   if (Atomics.compareExchange(h, base + word(END_PID), 0, holder.pid) !== 0) return false
   if (handoffs !== undefined) Atomics.add(h, handoffs, 1)
-  storeStartTime(h, base, holder.startTime)
+  storeU64Atomic(h, base + word(END_START_TIME), holder.startTime)
   // Sequentially consistent: a reader that loads OPEN sees the start time above.
   Atomics.store(h, base + word(END_STATE), END_OPEN)
   return true
@@ -169,12 +157,13 @@ export function claimEnd (h: Int32Array, endOffset: number, handoffs?: number, h
 
 /**
  * Gives back an end taken with claimEnd, for slots that change hands (a
- * lock): state, start time, then the pid, which lets the next claimer in.
+ * lock, a reused slot of a table): state, start time, then the pid, which
+ * lets the next claimer in.
  */
 export function releaseEnd (h: Int32Array, endOffset: number): void {
   const base = word(endOffset)
   Atomics.store(h, base + word(END_STATE), END_FREE)
-  storeStartTime(h, base, 0)
+  storeU64Atomic(h, base + word(END_START_TIME), 0)
   // Sequentially consistent: a claimer's compare-and-swap of the pid sees the slot cleared.
   Atomics.store(h, base + word(END_PID), 0)
 }
@@ -269,7 +258,7 @@ export function takeOverEnd (h: Int32Array, endOffset: number, takeoverOffset: n
     Atomics.store(h, base + word(END_STATE), END_CLAIMING)
     Atomics.store(h, base + word(END_PID), process.pid)
     if (handoffs !== undefined) Atomics.add(h, handoffs, 1)
-    storeStartTime(h, base, ownStartTime)
+    storeU64Atomic(h, base + word(END_START_TIME), ownStartTime)
     work()
     // Sequentially consistent: a reader that loads OPEN sees pid and start time.
     Atomics.store(h, base + word(END_STATE), END_OPEN)

@@ -3,15 +3,15 @@
  * topic's subscribers): a slot whose holder closed it, or died holding it,
  * goes back to FREE so that a newcomer's claimEnd can take it.
  */
-import { endDead, readEnd, END_CLOSED, END_FREE, END_OPEN, END_PID, END_START_TIME, END_STATE } from './ends'
-import { storeU64, word } from './words'
+import { endDead, readEnd, releaseEnd, END_CLOSED, END_FREE, END_OPEN, END_STATE } from './ends'
+import { word } from './words'
 
 /**
  * Frees the slot at `endOffset` if it is closed, or open with its holder
  * dead, and `settled` (the kind's own check, e.g. nothing in flight) agrees.
  * `clear` resets the kind's own words of the slot. Of several processes
  * freeing one slot, the compare-and-swap of the state to FREE picks one; it
- * clears the slot, then stores the pid 0 last, which is what claimEnd
+ * clears the slot (releaseEnd), storing the pid 0 last, which is what claimEnd
  * takes: a newcomer never gets a half-cleared slot. Returns true if this
  * call freed it.
  */
@@ -22,7 +22,6 @@ export function freeUsedUpEnd (h: Int32Array, endOffset: number, settled: () => 
   const base = word(endOffset)
   if (Atomics.compareExchange(h, base + word(END_STATE), end.state, END_FREE) !== end.state) return false
   clear()
-  storeU64(h, base + word(END_START_TIME), 0)
-  Atomics.store(h, base + word(END_PID), 0)
+  releaseEnd(h, endOffset)
   return true
 }

@@ -43,3 +43,20 @@ export function writeU64 (bytes: Buffer, offset: number, value: number): void {
 export function readU64 (bytes: Buffer, offset: number): number {
   return bytes.readUInt32LE(offset) + bytes.readUInt32LE(offset + 4) * 0x100000000
 }
+
+/**
+ * storeU64 with each half stored sequentially consistent, low then high:
+ * neither becomes visible before the stores that precede it, as plain
+ * stores may on a weakly ordered CPU. For fields several writers take turns
+ * at (an end slot's start time).
+ */
+export function storeU64Atomic (h: Int32Array, index: number, value: number): void {
+  const low = value >>> 0
+  Atomics.store(h, index, low)
+  Atomics.store(h, index + 1, (value - low) / 0x100000000)
+}
+
+/** loadU64 with atomic loads, which the compiler may not merge with others of the same words. Still not atomic as a whole. */
+export function loadU64Atomic (h: Int32Array, index: number): number {
+  return (Atomics.load(h, index) >>> 0) + (Atomics.load(h, index + 1) >>> 0) * 0x100000000
+}
