@@ -88,7 +88,8 @@
  *   |                  owner start time (u64, lo, hi)               | +8
  *   |                       connection number                       | +16 names the client's channels
  *   |        connection index (the server's answer, with ACCEPTED)  | +20 the client's bit in the bitmaps
- *   |                       reserved (8 bytes)                      | +24
+ *   |             claims of this slot (1.1; see below)              | +24 clients add 1 between owner and start time
+ *   |                       reserved (4 bytes)                      | +28
  *   +---------------------------------------------------------------+
  *
  * Slot states, and who moves them:
@@ -105,6 +106,13 @@
  * it, and the client's "give up" compare-and-swap cannot hit another
  * client's READY (no ABA). State is cleared before owner: a new owner's
  * compare-and-swap on owner can only succeed after the old state is gone.
+ *
+ * A claim adds 1 to the slot's claims word after its compare-and-swap on
+ * owner and before its start time (1.1). The server's sweep, which judges
+ * an owner by pid and start time without holding the slot, loads the word
+ * before and after its reads and leaves the slot to the next sweep if it
+ * moved: clients taking turns at a slot could otherwise be read as one's
+ * pid with the other's start time, and a live client freed under it.
  */
 import { ShmChannelError } from '../errors'
 import { endLive, readEnd, claimEnd } from '../segment/ends'
@@ -114,7 +122,7 @@ import { LINE, word } from '../segment/words'
 
 export const LISTENER_MAGIC = 0x4c4d4853 // "SHML" read as a little-endian u32
 export const LISTENER_VERSION_MAJOR = 3
-export const LISTENER_VERSION_MINOR = 0
+export const LISTENER_VERSION_MINOR = 1
 
 // Identity line: magic, version and header size as in every segment kind
 // (lib/segment/identity.ts), then the listener's own fields.
@@ -146,6 +154,7 @@ export const SLOT_STATE = 4
 export const SLOT_START_TIME = 8
 export const SLOT_CONNECTION = 16
 export const SLOT_INDEX = 20
+export const SLOT_CLAIMS = 24
 
 export const SLOT_FREE = 0
 export const SLOT_CLAIMED = 1

@@ -11,9 +11,9 @@ import type { Region } from '../platform/region'
 import { createOrAttach } from '../segment/attach'
 import { closeEnd } from '../segment/ends'
 import { waitAsync, type WaitSettings, type WaitSpec } from '../segment/wait'
-import { loadU64 } from '../segment/words'
+import { loadU64Atomic } from '../segment/words'
 import {
-  CODEC_NAME_MAX, SERVER_END_OFFSET, SLOT_ACCEPTED, SLOT_ACCEPTING, SLOT_CLAIMED, SLOT_FREE, SLOT_INDEX, SLOT_OWNER, SLOT_READY,
+  CODEC_NAME_MAX, SERVER_END_OFFSET, SLOT_ACCEPTED, SLOT_ACCEPTING, SLOT_CLAIMED, SLOT_CLAIMS, SLOT_FREE, SLOT_INDEX, SLOT_OWNER, SLOT_READY,
   SLOT_REFUSED, SLOT_STATE, SLOT_START_TIME, SLOT_CONNECTION, W_CLIENTS_PARKED, W_DOORBELL, W_REPLY_BELL, W_SERVER_PARKED, listenerKind, listenerSize, slotWord,
   table, tableBits, type SlotOwner, type Table
 } from './listener-layout'
@@ -189,7 +189,7 @@ export class Listener {
     const h = this.#h
     return {
       pid: Atomics.load(h, slotWord(i, SLOT_OWNER)) >>> 0,
-      startTime: loadU64(h, slotWord(i, SLOT_START_TIME)),
+      startTime: loadU64Atomic(h, slotWord(i, SLOT_START_TIME)),
       connection: h[slotWord(i, SLOT_CONNECTION)] >>> 0
     }
   }
@@ -212,15 +212,15 @@ export class Listener {
     const h = this.#h
     const orphans: SlotOwner[] = []
     for (let i = 0; i < this.slots; i++) {
+      const claims = Atomics.load(h, slotWord(i, SLOT_CLAIMS))
       const pid = Atomics.load(h, slotWord(i, SLOT_OWNER)) >>> 0
       if (pid === 0) continue
       const state = Atomics.load(h, slotWord(i, SLOT_STATE))
       // Before CLAIMED the start time may not be written yet: judge by pid alone.
       const owner = this.#owner(i)
-      // A slot that changed hands between these loads pairs one client's pid
-      // with another's start time, which names no process: its owner is
-      // alive (it just claimed it), so look again at the next sweep.
-      if (owner.pid !== pid || Atomics.load(h, slotWord(i, SLOT_OWNER)) >>> 0 !== pid) continue
+      // Claimed again meanwhile: these loads may pair one client's pid with
+      // another's start time. Its owner has just claimed it: the next sweep looks.
+      if (Atomics.load(h, slotWord(i, SLOT_CLAIMS)) !== claims || owner.pid !== pid) continue
       if (isAlive(pid, state === SLOT_FREE ? 0 : owner.startTime)) continue
       if (state === SLOT_CLAIMED || state === SLOT_READY || state === SLOT_REFUSED) orphans.push(owner)
       Atomics.store(h, slotWord(i, SLOT_STATE), SLOT_FREE)

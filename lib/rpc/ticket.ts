@@ -15,7 +15,7 @@ import { END_CLOSED, endLive, readEnd } from '../segment/ends'
 import { storeU64 } from '../segment/words'
 import {
   CAPACITY_HINT_OFFSET, CODEC_NAME_LENGTH_OFFSET, CODEC_NAME_MAX, CODEC_NAME_OFFSET, SERVER_END_OFFSET, SLOT_ACCEPTED,
-  SLOT_CLAIMED, SLOT_CONNECTION, SLOT_FREE, SLOT_INDEX, SLOT_OWNER, SLOT_READY, SLOT_REFUSED, SLOT_START_TIME, SLOT_STATE,
+  SLOT_CLAIMED, SLOT_CLAIMS, SLOT_CONNECTION, SLOT_FREE, SLOT_INDEX, SLOT_OWNER, SLOT_READY, SLOT_REFUSED, SLOT_START_TIME, SLOT_STATE,
   W_DOORBELL, W_SERVER_PARKED, LISTENER, checkListener, slotWord, table, type Table
 } from './listener-layout'
 
@@ -81,6 +81,7 @@ export class Ticket {
             }
             for (let i = 0; i < slots && ticket === undefined; i++) {
               if (Atomics.compareExchange(h, slotWord(i, SLOT_OWNER), 0, process.pid) !== 0) continue
+              Atomics.add(h, slotWord(i, SLOT_CLAIMS), 1) // see the top of lib/rpc/listener-layout.ts
               const connection = nextConnection
               nextConnection = (nextConnection + 1) >>> 0
               storeU64(h, slotWord(i, SLOT_START_TIME), ownStartTime)
