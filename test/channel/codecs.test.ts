@@ -188,6 +188,28 @@ t.test('structured values own their bytes: typed arrays received keep them after
   t.strictSame(kept[0], make(0), 'nor when the channel closed')
 })
 
+t.test('bytes copies own their bytes: copies of every size, kept, survive ring laps and each other', async (t) => {
+  // Sizes below, inside and above the range the codec cuts from shared
+  // slabs (256 B to 16 KiB), in an order that makes copies share slabs and
+  // start new ones part-way.
+  const sizes = [0, 1, 255, 256, 257, 1000, 4096, 4097, 16 * KiB, 16 * KiB + 1, 7, 9000, 300, 12 * KiB]
+  const buffer = createChannelBuffer(64 * KiB)
+  const producer = closeAtEnd(t, Producer.fromBuffer<Uint8Array>(buffer, { codec: 'bytes' }))
+  const consumer = closeAtEnd(t, Consumer.fromBuffer<Uint8Array>(buffer, { codec: 'bytes' }))
+  const kept: Array<{ seq: number, data: Uint8Array }> = []
+  for (let seq = 0; seq < 400; seq++) { // about forty laps of the ring
+    producer.sendSync(Buffer.alloc(sizes[seq % sizes.length], seq & 0xff))
+    const data = seq % 2 === 0 ? consumer.receiveSync() : await consumer.receive()
+    kept.push({ seq, data })
+    if (seq % 3 === 0) data.fill(0xee) // a copy written to must not reach any other
+  }
+  t.same(kept.filter(({ data }) => !Buffer.isBuffer(data) || data.buffer instanceof SharedArrayBuffer).map((v) => v.seq), [],
+    'every copy is a Buffer of private memory')
+  const wrong = kept.filter(({ seq, data }) =>
+    data.length !== sizes[seq % sizes.length] || !data.every((b) => b === (seq % 3 === 0 ? 0xee : seq & 0xff)))
+  t.same(wrong.map((v) => v.seq), [], 'every kept copy holds its own bytes')
+})
+
 t.test('msgpack binary values own their bytes: they keep them after the ring space is reused', async (t) => {
   const buffer = createChannelBuffer(4096)
   const producer = closeAtEnd(t, Producer.fromBuffer<{ seq: number, data: Uint8Array }>(buffer, { codec: 'msgpack' }))
