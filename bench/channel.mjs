@@ -103,7 +103,7 @@ if (role === 'stream-consumer') {
           pinProcess([cpus[0]])
           pinProcess([cpus[1]], echo.pid)
         }
-        const echoGc = new Promise((resolve) => echo.once('message', (m) => resolve(m.gc)))
+        const echoGc = new Promise((resolve) => echo.once('message', (m) => resolve(/** @type {{ gc: object }} */ (m).gc)))
         const ping = Buffer.alloc(64)
         const samples = new Float64Array(trips)
         let gcDone

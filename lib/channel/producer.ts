@@ -145,15 +145,7 @@ export class Producer<T = unknown> {
   /** Writes a whole message now if it fits; a fragmented one only if all of it fits. */
   #tryWrite (payload: Uint8Array | string): boolean {
     const ring = this.#ring
-    if (typeof payload === 'string') {
-      let view = ring.claim(payload.length * 3)
-      if (view === null) {
-        const exact = Buffer.byteLength(payload, 'utf8')
-        if (exact === payload.length * 3 || (view = ring.claim(exact)) === null) return false
-      }
-      ring.commit(view.write(payload, 'utf8'))
-      return true
-    }
+    if (typeof payload === 'string') return ring.tryWriteString(payload)
     if (payload.length <= ring.maxRecordPayload) return ring.tryWrite(payload)
     const footprint = ring.footprint(payload.length)
     if (footprint > ring.capacity || footprint > ring.freeBytes) return false

@@ -237,13 +237,38 @@ export class RingProducer extends RingEnd {
     const index = this.#reserve(length)
     if (index === -1) return false
     this.bytes.set(message, index + RECORD_HEADER_SIZE)
+    this.#commitWhole(index, length)
+    return true
+  }
+
+  /**
+   * Writes a string as one message of UTF-8, straight into the ring and
+   * without making a view; false when there is no room now. For strings
+   * whose longest UTF-8 form (3 bytes per UTF-16 code unit) fits a record:
+   * room for that is reserved first, the exact length only when that fails.
+   */
+  tryWriteString (text: string): boolean {
+    if (this.#claimIndex !== -1) throw new ShmChannelError('ERR_BUSY', 'a claim is open: commit or discard it first')
+    let room = text.length * 3
+    if (room > this.maxRecordPayload) throw outOfRange('text.length', `at most a third of maxRecordPayload (${this.maxRecordPayload})`, text.length)
+    let index = this.#reserve(room)
+    if (index === -1) {
+      const exact = Buffer.byteLength(text, 'utf8')
+      if (exact === room || (index = this.#reserve(exact)) === -1) return false
+      room = exact
+    }
+    this.#commitWhole(index, this.bytes.write(text, index + RECORD_HEADER_SIZE, room, 'utf8'))
+    return true
+  }
+
+  /** Commits the whole message of `length` bytes just written at `index`. */
+  #commitWhole (index: number, length: number): void {
     const w = index >>> 2
     this.words[w] = length
     this.words[w + 1] = TYPE_DATA | FLAG_BEGIN | FLAG_END
     this.#position = (this.#position + alignRecord(length)) >>> 0
     this.#messages++
     this.#bytesSent += length
-    return true
   }
 
   /** Bytes of committed records not yet published. */

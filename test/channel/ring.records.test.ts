@@ -92,6 +92,42 @@ t.test('a message that fits one record', async (t) => {
   })
 })
 
+t.test('a string is written as one UTF-8 record, straight into the ring', async (t) => {
+  t.test('its record holds exactly its UTF-8 bytes, whatever the characters', async (t) => {
+    const ring = makeRing(C)
+    const texts = ['', 'ascii', 'é and ß', '€ 中', '😀 🎉', 'x'.repeat(Math.floor(M / 3))]
+    for (const text of texts) t.equal(ring.producer.tryWriteString(text), true, `${text.length} code units written`)
+    ring.producer.publish()
+    t.same(recordsFrom(ring, 0).map(([, length, type]) => [length, type]), texts.map((text) => [Buffer.byteLength(text), SINGLE]))
+    for (const text of texts) t.equal(ring.consumer.read()?.data.toString('utf8'), text)
+  })
+
+  t.test('with no room for three bytes a unit, it takes its exact length; with no room for that, nothing', async (t) => {
+    const ring = makeRing(C)
+    const text = 'é'.repeat(200) // 400 bytes of UTF-8; 600 reserved at first
+    // Records of 3 x 1008 and 664 bytes leave 408 at the end: room for a record of 400 bytes, not of 600.
+    const fillers = [1000, 1000, 1000, 656]
+    for (const length of fillers) t.equal(ring.producer.tryWrite(sequenceMessage(1, length)), true)
+    t.equal(C - fillers.reduce((sum, length) => sum + L.alignRecord(length), 0), L.alignRecord(400))
+    t.equal(ring.producer.tryWriteString(text), true, 'written at its exact length')
+    t.equal(ring.producer.tryWriteString('a'), false, 'the full ring takes nothing more')
+    ring.producer.publish()
+    t.equal(producerPosition(ring), C, 'the ring is exactly full')
+    for (const length of fillers) t.equal(ring.consumer.read()?.data.length, length)
+    t.equal(ring.consumer.read()?.data.toString('utf8'), text)
+    t.equal(ring.consumer.read(), null)
+  })
+
+  t.test('a claim left open, or a string whose three bytes a unit exceed a record, is refused', async (t) => {
+    const ring = makeRing(C)
+    t.throws(() => ring.producer.tryWriteString('x'.repeat(Math.floor(M / 3) + 1)), { code: 'ERR_OUT_OF_RANGE' })
+    ring.producer.claim(8)
+    t.throws(() => ring.producer.tryWriteString('x'), { code: 'ERR_BUSY' })
+    ring.producer.discard()
+    t.equal(ring.producer.tryWriteString('x'), true)
+  })
+})
+
 t.test('a message larger than a record travels as fragments', async (t) => {
   t.test('BEGIN carries the total as a u64 and the first bytes, then middle fragments, then END', async (t) => {
     const capacity = 16384
