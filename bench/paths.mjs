@@ -8,6 +8,12 @@
 //   await send              one awaited send per message; readEach drains every 1024
 //   for await               bursts of 10 000 trySend, then a for await loop over them
 //   await receive()         bursts of 10 000 trySend, then as many await receive()
+//
+// and two floors with no library, what the language alone costs for the same
+// work: "floor: await send" copies each message into a SharedArrayBuffer and
+// awaits a settled promise; "floor: for await" copies 10 000 in, then reads
+// them with for await over a hand-written iterator whose next() copies one
+// out into a Buffer of its own and returns a settled promise.
 import { createChannelBuffer, Producer, Consumer } from 'shm-channel'
 
 const quick = process.argv.includes('--quick')
@@ -19,6 +25,23 @@ const producer = Producer.fromBuffer(buffer, { codec: 'bytes' })
 const consumer = Consumer.fromBuffer(buffer, { codec: 'bytes' })
 const message = Buffer.alloc(64)
 const sink = () => {}
+
+const SETTLED = Promise.resolve()
+const floorRing = new Uint8Array(new SharedArrayBuffer(1 << 20))
+/** `count` messages copied out of floorRing, through a plain async iterator. */
+function floorMessages (count) {
+  let i = 0
+  return {
+    [Symbol.asyncIterator] () { return this },
+    next () {
+      if (i === count) return Promise.resolve({ done: true, value: undefined })
+      const out = Buffer.allocUnsafe(64)
+      out.set(floorRing.subarray((i & 8191) << 7, ((i & 8191) << 7) + 64))
+      i++
+      return Promise.resolve({ done: false, value: out })
+    }
+  }
+}
 
 const paths = {
   'trySend / receiveSync': async (n) => {
@@ -41,6 +64,18 @@ const paths = {
       for (let i = 0; i < 10_000; i++) producer.trySend(message)
       let k = 0
       for await (const m of consumer) if (m !== undefined && ++k === 10_000) break
+    }
+  },
+  'floor: await send': async (n) => {
+    for (let i = 0; i < n; i++) {
+      floorRing.set(message, (i & 8191) << 7)
+      await SETTLED
+    }
+  },
+  'floor: for await': async (n) => {
+    for (let done = 0; done < n; done += 10_000) {
+      for (let i = 0; i < 10_000; i++) floorRing.set(message, (i & 8191) << 7)
+      for await (const m of floorMessages(10_000)) if (m === undefined) throw new Error('no message')
     }
   },
   'await receive()': async (n) => {
