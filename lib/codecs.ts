@@ -7,6 +7,7 @@
  * call: copy what you keep.
  */
 import v8 from 'node:v8'
+import { markAsUntransferable } from 'node:worker_threads'
 
 import { ShmChannelError, invalidType, invalidValue } from './errors'
 
@@ -46,6 +47,10 @@ function copyRange (data: Uint8Array, start: number, end: number): Buffer {
     if (copySlabUsed + length > COPY_SLAB_SIZE || copySlab === undefined) {
       // allocUnsafeSlow: a slab of its own, not zero-filled, every byte of which is written before it is read.
       copySlab = Buffer.allocUnsafeSlow(COPY_SLAB_SIZE).buffer
+      // As Node does with its pool: a copy's ArrayBuffer in a postMessage
+      // transfer list is not detached, which would take the slab, and the
+      // copies cut from it, away from this thread.
+      markAsUntransferable(copySlab)
       copySlabUsed = 0
     }
     out = Buffer.from(copySlab, copySlabUsed, length)

@@ -4,6 +4,8 @@
  * enough to travel in fragments; a message the codec cannot decode fails
  * only its own receive.
  */
+import { MessageChannel } from 'node:worker_threads'
+
 import t, { type Test } from 'tap'
 
 import { Consumer, Producer, codecs, createChannelBuffer } from '../../lib/index'
@@ -208,6 +210,26 @@ t.test('bytes copies own their bytes: copies of every size, kept, survive ring l
   const wrong = kept.filter(({ seq, data }) =>
     data.length !== sizes[seq % sizes.length] || !data.every((b) => b === (seq % 3 === 0 ? 0xee : seq & 0xff)))
   t.same(wrong.map((v) => v.seq), [], 'every kept copy holds its own bytes')
+})
+
+t.test('bytes copies cannot be transferred away: their slab stays, and so do the copies cut from it', async (t) => {
+  const buffer = createChannelBuffer(64 * KiB)
+  const producer = closeAtEnd(t, Producer.fromBuffer<Uint8Array>(buffer, { codec: 'bytes' }))
+  const consumer = closeAtEnd(t, Consumer.fromBuffer<Uint8Array>(buffer, { codec: 'bytes' }))
+  producer.sendSync(Buffer.alloc(1000, 1))
+  const first = consumer.receiveSync()
+  const { port1, port2 } = new MessageChannel()
+  try {
+    // Node 20 leaves an untransferable buffer out of the transfer; later versions throw.
+    try { port1.postMessage(first.buffer, [first.buffer as ArrayBuffer]) } catch (err) { t.equal((err as Error).name, 'DataCloneError') }
+    t.ok(first.buffer.byteLength > 0, 'the slab was not detached')
+    t.ok(first.every((b) => b === 1), 'the copy keeps its bytes')
+    producer.sendSync(Buffer.alloc(1000, 2))
+    t.ok(consumer.receiveSync().every((b) => b === 2), 'the next copy is cut from the same slab')
+  } finally {
+    port1.close()
+    port2.close()
+  }
 })
 
 t.test('msgpack binary values own their bytes: they keep them after the ring space is reused', async (t) => {
