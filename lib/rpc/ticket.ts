@@ -12,7 +12,7 @@ import { ownStartTime } from '../platform/liveness'
 import type { Region } from '../platform/region'
 import { openExisting, reclaimIfStale } from '../segment/attach'
 import { END_CLOSED, endLive, readEnd } from '../segment/ends'
-import { storeU64 } from '../segment/words'
+import { storeU64Atomic } from '../segment/words'
 import {
   CAPACITY_HINT_OFFSET, CODEC_NAME_LENGTH_OFFSET, CODEC_NAME_MAX, CODEC_NAME_OFFSET, SERVER_END_OFFSET, SLOT_ACCEPTED,
   SLOT_CLAIMED, SLOT_CLAIMS, SLOT_CONNECTION, SLOT_FREE, SLOT_INDEX, SLOT_OWNER, SLOT_READY, SLOT_REFUSED, SLOT_START_TIME, SLOT_STATE,
@@ -84,7 +84,7 @@ export class Ticket {
               Atomics.add(h, slotWord(i, SLOT_CLAIMS), 1) // see the top of lib/rpc/listener-layout.ts
               const connection = nextConnection
               nextConnection = (nextConnection + 1) >>> 0
-              storeU64(h, slotWord(i, SLOT_START_TIME), ownStartTime)
+              storeU64Atomic(h, slotWord(i, SLOT_START_TIME), ownStartTime) // not visible before the claim above, as in claimEnd
               h[slotWord(i, SLOT_CONNECTION)] = connection
               Atomics.store(h, slotWord(i, SLOT_STATE), SLOT_CLAIMED)
               ticket = new Ticket(region, i, info, connection, table(slots, bits))
